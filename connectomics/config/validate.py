@@ -1,0 +1,142 @@
+"""Up-front checks of config values: each error names the key, the value and the rule."""
+import os
+
+from connectomics.config.paths import split_names
+
+_TARGET_CHANNELS = {"0": 1, "4": 1}  # foreground, instance contour
+_LOSSES = ("WeightedBCE", "DiceLoss")
+_WEIGHTS = ("0", "1")
+
+
+def _fail(key, value, rule):
+    raise ValueError(f"config key {key} = {value!r}: {rule}")
+
+
+def _check_size(key, value, divisible_yx):
+    if len(value) != 3 or any(not isinstance(v, int) or v < 1 for v in value):
+        _fail(key, value, "expected three positive integers (z, y, x)")
+    if divisible_yx and (value[1] % 16 or value[2] % 16):
+        _fail(key, value, "y and x must be divisible by 16 for the U-Nets (four (1,2,2) poolings)")
+
+
+def target_channels(opt):
+    """Number of channels of a TARGET_OPT code such as ``'0'`` or ``'4-2-1'``."""
+    head = str(opt).split("-")[0]
+    if head not in _TARGET_CHANNELS:
+        raise ValueError(
+            f"config key MODEL.TARGET_OPT has {opt!r}: supported codes are "
+            "'0' (foreground) and '4-S-B' (instance contour)"
+        )
+    return _TARGET_CHANNELS[head]
+
+
+def _validate_model(m):
+    _check_size("MODEL.INPUT_SIZE", list(m.INPUT_SIZE), divisible_yx=True)
+    if list(m.OUTPUT_SIZE) != list(m.INPUT_SIZE):
+        _fail("MODEL.OUTPUT_SIZE", m.OUTPUT_SIZE, f"must equal MODEL.INPUT_SIZE {list(m.INPUT_SIZE)}")
+    n = len(m.TARGET_OPT)
+    for key in ("WEIGHT_OPT", "LOSS_OPTION", "LOSS_WEIGHT"):
+        if len(m[key]) != n:
+            _fail(f"MODEL.{key}", m[key], f"needs one entry per target ({n} targets in MODEL.TARGET_OPT)")
+    for i, (losses, weights) in enumerate(zip(m.LOSS_OPTION, m.LOSS_WEIGHT)):
+        if len(losses) != len(weights):
+            _fail("MODEL.LOSS_WEIGHT", m.LOSS_WEIGHT, f"target {i} has {len(losses)} losses but {len(weights)} weights")
+        for name in losses:
+            if name not in _LOSSES:
+                _fail("MODEL.LOSS_OPTION", m.LOSS_OPTION, f"unknown loss {name!r}; valid: {', '.join(_LOSSES)}")
+    for codes in m.WEIGHT_OPT:
+        for code in codes:
+            if str(code) not in _WEIGHTS:
+                _fail("MODEL.WEIGHT_OPT", m.WEIGHT_OPT, f"unknown weight code {code!r}; valid: {', '.join(_WEIGHTS)}")
+    channels = sum(target_channels(t) for t in m.TARGET_OPT)
+    if m.OUT_PLANES != channels:
+        _fail("MODEL.OUT_PLANES", m.OUT_PLANES, f"MODEL.TARGET_OPT {list(m.TARGET_OPT)} gives {channels} channels")
+    if len(m.FILTERS) < 2:
+        _fail("MODEL.FILTERS", m.FILTERS, "needs at least two levels")
+
+
+def _validate_inference(inf):
+    _check_size("INFERENCE.INPUT_SIZE", list(inf.INPUT_SIZE), divisible_yx=True)
+    if list(inf.OUTPUT_SIZE) != list(inf.INPUT_SIZE):
+        _fail("INFERENCE.OUTPUT_SIZE", inf.OUTPUT_SIZE, f"must equal INFERENCE.INPUT_SIZE {list(inf.INPUT_SIZE)}")
+    _check_size("INFERENCE.STRIDE", list(inf.STRIDE), divisible_yx=False)
+    for axis, (s, w) in enumerate(zip(inf.STRIDE, inf.INPUT_SIZE)):
+        if s > w:
+            _fail("INFERENCE.STRIDE", inf.STRIDE,
+                  f"stride {s} on axis {'zyx'[axis]} is larger than the window {w} (voxels would be skipped)")
+    _check_size("INFERENCE.CHUNK_SIZE", list(inf.CHUNK_SIZE), divisible_yx=False)
+    if len(inf.PAD_SIZE) != 3 or any(p < 0 for p in inf.PAD_SIZE):
+        _fail("INFERENCE.PAD_SIZE", inf.PAD_SIZE, "expected three non-negative integers")
+    if inf.AUG_NUM not in (0, 4, 16):
+        _fail("INFERENCE.AUG_NUM", inf.AUG_NUM, "must be 0, 4 or 16")
+    if inf.AUG_MODE not in ("mean", "min", "max"):
+        _fail("INFERENCE.AUG_MODE", inf.AUG_MODE, "must be mean, min or max")
+    if inf.BLENDING not in ("gaussian", "bump"):
+        _fail("INFERENCE.BLENDING", inf.BLENDING, "must be gaussian or bump")
+    if inf.SAMPLES_PER_BATCH < 1:
+        _fail("INFERENCE.SAMPLES_PER_BATCH", inf.SAMPLES_PER_BATCH, "must be at least 1")
+
+
+def _validate_solver(s):
+    for key in ("ITERATION_TOTAL", "ITERATION_SAVE", "ITERATION_STEP", "ITERATION_VAL", "SAMPLES_PER_BATCH"):
+        if s[key] < 1:
+            _fail(f"SOLVER.{key}", s[key], "must be at least 1")
+    if s.BASE_LR <= 0:
+        _fail("SOLVER.BASE_LR", s.BASE_LR, "must be positive")
+    if s.NAME not in ("Adam", "AdamW", "SGD"):
+        _fail("SOLVER.NAME", s.NAME, "must be Adam, AdamW or SGD")
+    if s.LR_SCHEDULER_NAME not in ("MultiStepLR", "WarmupMultiStepLR", "WarmupCosineLR"):
+        _fail("SOLVER.LR_SCHEDULER_NAME", s.LR_SCHEDULER_NAME, "must be MultiStepLR, WarmupMultiStepLR or WarmupCosineLR")
+
+
+def _validate_postprocess(p):
+    for key in ("SEED_THRESHOLD", "CONTOUR_THRESHOLD", "FOREGROUND_THRESHOLD", "MERGE_THRESHOLD"):
+        if not 0.0 <= p[key] <= 1.0:
+            _fail(f"POSTPROCESS.{key}", p[key], "is a fraction of 1 (applied as int(255 * t) to uint8 maps)")
+    if p.CONNECTIVITY not in (6, 26):
+        _fail("POSTPROCESS.CONNECTIVITY", p.CONNECTIVITY, "must be 6 or 26")
+    if p.SMALL_MODE not in ("background", "neighbor"):
+        _fail("POSTPROCESS.SMALL_MODE", p.SMALL_MODE, "must be background or neighbor")
+    if p.MIN_SIZE < 0:
+        _fail("POSTPROCESS.MIN_SIZE", p.MIN_SIZE, "must be >= 0")
+
+
+def validate_cfg(cfg):
+    """Raise ValueError naming the first bad key; return None when all is well."""
+    _validate_model(cfg.MODEL)
+    _validate_inference(cfg.INFERENCE)
+    _validate_solver(cfg.SOLVER)
+    _validate_postprocess(cfg.POSTPROCESS)
+    if len(cfg.DATASET.PAD_SIZE) != 3 or any(p < 0 for p in cfg.DATASET.PAD_SIZE):
+        _fail("DATASET.PAD_SIZE", cfg.DATASET.PAD_SIZE, "expected three non-negative integers")
+    if len(cfg.EVAL.AREA_THRESHOLDS) != 2 or not 0 < cfg.EVAL.AREA_THRESHOLDS[0] < cfg.EVAL.AREA_THRESHOLDS[1]:
+        _fail("EVAL.AREA_THRESHOLDS", cfg.EVAL.AREA_THRESHOLDS, "expected two increasing positive sizes")
+    images, labels = split_names(cfg.DATASET.IMAGE_NAME), split_names(cfg.DATASET.LABEL_NAME)
+    if labels and len(labels) != len(images):
+        _fail("DATASET.LABEL_NAME", cfg.DATASET.LABEL_NAME, f"needs one label per image ({len(images)} images)")
+    if cfg.SYSTEM.DEVICE not in ("auto", "cpu", "cuda"):
+        _fail("SYSTEM.DEVICE", cfg.SYSTEM.DEVICE, "must be auto, cpu or cuda")
+
+
+def _missing(key, spec):
+    from connectomics.data.io import parse_spec
+
+    path = parse_spec(spec)[0]
+    return None if os.path.exists(path) else f"config key {key}: input file not found: {path}"
+
+
+def check_input_files(cfg, mode):
+    """Raise FileNotFoundError if a file needed for ``mode`` ('train' or 'test') is missing."""
+    keys = ["INFERENCE.IMAGE_NAME", "EVAL.GT_NAME"] if mode == "test" else [
+        "DATASET.IMAGE_NAME", "DATASET.LABEL_NAME", "DATASET.VALID_MASK_NAME",
+        "DATASET.VAL_IMAGE_NAME", "DATASET.VAL_LABEL_NAME", "MODEL.PRE_MODEL"]
+    if mode == "train" and not cfg.DATASET.IMAGE_NAME:
+        raise FileNotFoundError("config key DATASET.IMAGE_NAME is empty: name the training volume(s)")
+    if mode == "test" and not cfg.INFERENCE.IMAGE_NAME:
+        raise FileNotFoundError("config key INFERENCE.IMAGE_NAME is empty: name the volume(s) to segment")
+    for key in keys:
+        section, name = key.split(".")
+        for spec in split_names(cfg[section][name]):
+            problem = _missing(key, spec)
+            if problem:
+                raise FileNotFoundError(problem)
