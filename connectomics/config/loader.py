@@ -48,6 +48,8 @@ def _coerce(value, default, full_key, source):
     """Return ``value`` converted to the type of ``default``, or raise ConfigError."""
     if default is None or value is None:
         return value
+    if isinstance(value, str) and not isinstance(default, str):
+        value = _parse_opt_value(value)  # YAML reads 1e-4 and (1, 2) as strings
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

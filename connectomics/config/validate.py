@@ -1,5 +1,6 @@
 """Up-front checks of config values: each error names the key, the value and the rule."""
 import os
+import re
 
 from connectomics.config.paths import split_names
 
@@ -122,6 +123,9 @@ def _missing(key, spec):
     from connectomics.data.io import parse_spec
 
     path = parse_spec(spec)[0]
+    unset = re.findall(r"\$\{?(\w+)\}?", path)
+    if unset:
+        return f"config key {key}: environment variable {unset[0]} is not set (path {path})"
     return None if os.path.exists(path) else f"config key {key}: input file not found: {path}"
 
 

@@ -1,0 +1,170 @@
+"""Training data: volumes from files -> windows -> augmentation -> targets and weights.
+
+``build_train_loader(cfg, start_iter)`` is the config door; everything below
+takes plain arguments.
+"""
+import logging
+
+import fastremap
+import numpy as np
+import torch
+
+from connectomics.config import split_names
+from connectomics.data.io import open_volume, read_volume, VolumeError
+from connectomics.data.sampling import WindowSampler, sample_rng
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_image(image, spec):
+    """(Z, Y, X) uint8; float images in [0, 1] are scaled to 0..255."""
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3:
+        raise VolumeError(f"{spec}: expected a 3D (Z, Y, X) image, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image
+    if np.issubdtype(image.dtype, np.floating) and image.size and image.min() >= 0 and image.max() <= 1:
+        return np.rint(image * 255).astype(np.uint8)
+    raise VolumeError(f"{spec}: expected a uint8 image (or float in [0, 1]), got {image.dtype}")
+
+
+def prepare_label(label, spec, binary=False):
+    """(Z, Y, X) uint32 with consecutive ids (0 stays background)."""
+    if label.ndim == 4 and label.shape[0] == 1:
+        label = label[0]
+    if label.ndim != 3:
+        raise VolumeError(f"{spec}: expected a 3D (Z, Y, X) label, got shape {label.shape}")
+    if np.issubdtype(label.dtype, np.floating):
+        if not np.all(np.mod(label, 1) == 0):
+            raise VolumeError(f"{spec}: label holds non-integer values")
+        label = label.astype(np.int64)
+    if binary:
+        label = (label > 0).astype(np.uint8)
+    label = np.ascontiguousarray(label)
+    label, _ = fastremap.renumber(label, preserve_zero=True, in_place=True)
+    return label.astype(np.uint32, copy=False)
+
+
+def pad_volume(volume, pad):
+    """Mirror-pad (reflect) ``pad`` voxels per side of each axis (z, y, x)."""
+    if not any(pad):
+        return volume
+    for axis, (p, n) in enumerate(zip(pad, volume.shape)):
+        if p >= n:
+            raise VolumeError(f"padding {p} on axis {'zyx'[axis]} needs a volume larger than {p} (got {n})")
+    return np.pad(volume, [(p, p) for p in pad], mode="reflect")
+
+
+def load_training_volumes(image_specs, label_specs, mask_specs=(), pad=(0, 0, 0), scale=(1, 1, 1),
+                          erosion=0, binary=False):
+    """Read, rescale, widen borders and pad every training volume.
+
+    Returns lists of uint8 images, uint32 labels and (optional) uint8 masks.
+    """
+    from connectomics.data.targets import widen_border
+
+    images, labels, masks = [], [], []
+    for i, (ispec, lspec) in enumerate(zip(image_specs, label_specs)):
+        image = prepare_image(read_volume(ispec), ispec)
+        label = prepare_label(read_volume(lspec), lspec, binary)
+        if image.shape != label.shape:
+            raise VolumeError(f"image {ispec} has shape {image.shape} but label {lspec} has {label.shape}")
+        if any(s != 1 for s in scale):
+            from scipy.ndimage import zoom
+
+            image, label = zoom(image, scale, order=1), zoom(label, scale, order=0)
+        if erosion:
+            label = widen_border(label, erosion)
+        images.append(pad_volume(image, pad))
+        labels.append(pad_volume(label, pad))
+        if mask_specs:
+            mask = (read_volume(mask_specs[i]) > 0).astype(np.uint8)
+            if mask.shape != image.shape:
+                raise VolumeError(f"mask {mask_specs[i]} has shape {mask.shape}, image {image.shape}")
+            masks.append(pad_volume(mask, pad))
+        logger.info("training volume %s: %s, %d instances", ispec, image.shape, int(label.max()))
+    return images, labels, (masks or None)
+
+
+class TrainingSamples(torch.utils.data.Dataset):
+    """Map-style dataset: item ``i`` is the ``i``-th training sample of the run.
+
+    Returns ``(image (1, Z, Y, X) float32 in [0, 1], [targets (C_i, Z, Y, X)], [weights or None])``.
+    """
+
+    def __init__(self, sampler, augmentor, target_opts, weight_opts, seed, label_smooth=None,
+                 reject_after_aug=False):
+        self.sampler, self.augmentor = sampler, augmentor
+        self.target_opts, self.weight_opts = list(target_opts), [list(w) for w in weight_opts]
+        self.seed, self.label_smooth, self.reject_after_aug = seed, label_smooth, reject_after_aug
+
+    def __len__(self):
+        return 2 ** 62  # indices come from the sampler passed to the DataLoader
+
+    def _one(self, rng):
+        image, label, _, _ = self.sampler.sample(rng)
+        image = image.astype(np.float32) / 255.0
+        if self.augmentor is not None:
+            image, label = self.augmentor(image, label, rng)
+        return image, label
+
+    def __getitem__(self, index):
+        from connectomics.data.targets import build_targets, build_weights, smooth_labels
+
+        rng = sample_rng(self.seed, index)
+        image, label = self._one(rng)
+        if self.reject_after_aug and self.sampler.reject_size >= 0:
+            for _ in range(50):
+                if np.count_nonzero(label) > self.sampler.reject_size or rng.random() >= self.sampler.reject_p:
+                    break
+                image, label = self._one(rng)
+        targets = build_targets(label, self.target_opts)
+        weights = build_weights(targets, self.weight_opts)
+        if self.label_smooth:
+            targets = [smooth_labels(t, self.label_smooth) for t in targets]
+        return np.ascontiguousarray(image[None], dtype=np.float32), targets, weights
+
+
+def collate_samples(batch):
+    """Stack samples into ``(image (B,1,Z,Y,X), [targets (B,C,Z,Y,X)], [weights or None])`` tensors."""
+    images = torch.from_numpy(np.stack([b[0] for b in batch]))
+    targets = [torch.from_numpy(np.stack([b[1][i] for b in batch])) for i in range(len(batch[0][1]))]
+    weights = [None if batch[0][2][i] is None else torch.from_numpy(np.stack([b[2][i] for b in batch]))
+               for i in range(len(batch[0][2]))]
+    return images, targets, weights
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def sample_loader(dataset, batch_size, first_sample, num_samples, num_workers):
+    """A DataLoader over sample indices ``first_sample .. first_sample + num_samples - 1`` in order."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=range(first_sample, first_sample + num_samples),
+        num_workers=num_workers, collate_fn=collate_samples, worker_init_fn=_worker_init,
+        pin_memory=torch.cuda.is_available(), persistent_workers=False,
+        prefetch_factor=2 if num_workers else None)
+
+
+def build_train_dataset(cfg):
+    """The config door: volumes, sampler, augmentor -> :class:`TrainingSamples`."""
+    from connectomics.data.augmentation import build_train_augmentor
+
+    d = cfg.DATASET
+    augmentor = build_train_augmentor(cfg)
+    sample_size = augmentor.sample_size if augmentor is not None else tuple(cfg.MODEL.INPUT_SIZE)
+    images, labels, masks = load_training_volumes(
+        split_names(d.IMAGE_NAME), split_names(d.LABEL_NAME), split_names(d.VALID_MASK_NAME),
+        pad=d.PAD_SIZE, scale=d.DATA_SCALE, erosion=d.LABEL_EROSION, binary=d.LABEL_BINARY)
+    sampler = WindowSampler(images, labels, sample_size, masks, d.REJECT_SAMPLING.SIZE_THRES,
+                            d.REJECT_SAMPLING.P, d.DATA_INVALID_THRES[0], int(d.DATA_INVALID_THRES[1]))
+    return TrainingSamples(sampler, augmentor, cfg.MODEL.TARGET_OPT, cfg.MODEL.WEIGHT_OPT, cfg.SYSTEM.SEED,
+                           d.LABEL_SMOOTH if d.USE_LABEL_SMOOTH else None, d.REJECT_SAMPLING.AFTER_AUG)
+
+
+def volume_shape(spec):
+    """Shape of a volume without reading it."""
+    with open_volume(spec) as vol:
+        return tuple(vol.shape)

@@ -1,0 +1,97 @@
+"""The inference config door: probability maps -> instances -> AP-75 report, per volume."""
+import logging
+import os
+
+import numpy as np
+
+from connectomics.config import split_names
+from connectomics.engine.checkpoint import (checkpoint_iteration, latest_checkpoint, load_model_weights,
+                                            read_checkpoint)
+
+logger = logging.getLogger(__name__)
+
+
+def volume_folders(cfg):
+    """``[(image_spec, gt_spec or None, output_folder)]``: one subfolder per volume when several."""
+    images = split_names(cfg.INFERENCE.IMAGE_NAME)
+    gts = split_names(cfg.EVAL.GT_NAME)
+    if gts and len(gts) != len(images):
+        raise ValueError(f"EVAL.GT_NAME names {len(gts)} volumes but INFERENCE.IMAGE_NAME names {len(images)}")
+    out = cfg.INFERENCE.OUTPUT_PATH
+    jobs = []
+    for i, spec in enumerate(images):
+        folder = out if len(images) == 1 else os.path.join(out, f"volume{i:02d}")
+        jobs.append((spec, gts[i] if gts else None, folder))
+    return jobs
+
+
+def load_inference_model(cfg, checkpoint, device):
+    """The model with the checkpoint's weights, in eval mode; the checkpoint's iteration."""
+    from connectomics.model import build_model
+
+    checkpoint = checkpoint or latest_checkpoint(cfg.DATASET.OUTPUT_PATH)
+    if not checkpoint:
+        raise FileNotFoundError(
+            f"no --checkpoint given and no checkpoint_*.pth.tar in DATASET.OUTPUT_PATH {cfg.DATASET.OUTPUT_PATH}")
+    model = build_model(cfg).to(device)
+    load_model_weights(model, read_checkpoint(checkpoint), cfg.MODEL.ARCHITECTURE, checkpoint)
+    logger.info("inference with %s", checkpoint)
+    return model, checkpoint_iteration(checkpoint)
+
+
+def save_overlay(image_spec, instances_path, gt_spec, png_path, slices=4):
+    """PNG of a few slices: image, predicted instances, ground truth (if any)."""
+    from connectomics.data.io import open_volume
+    from connectomics.data.synthetic import save_overlay_png
+
+    with open_volume(image_spec) as vol:
+        depth = vol.shape[0]
+        zs = np.linspace(0, depth - 1, min(slices, depth) + 2).round().astype(int)[1:-1]
+        image = np.stack([np.asarray(vol[int(z)]) for z in zs])
+    labels, titles = [], ["image"]
+    for spec, title in ((instances_path, "prediction"), (gt_spec, "ground truth")):
+        if spec:
+            with open_volume(spec) as vol:
+                data = np.stack([np.asarray(vol[int(z)]) for z in zs])
+            labels.append(data.reshape(image.shape))
+            titles.append(title)
+    save_overlay_png(image, labels, png_path, titles=titles)
+    return png_path
+
+
+def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=None, overwrite=False):
+    """Inference -> post-processing -> evaluation for one volume; returns the summary or None."""
+    from connectomics.evaluation import evaluate_volumes, format_table, write_reports
+    from connectomics.inference import infer_volume_to_file
+    from connectomics.postprocess import postprocess_file
+
+    os.makedirs(folder, exist_ok=True)
+    probs = os.path.join(folder, cfg.INFERENCE.OUTPUT_NAME)
+    infer_volume_to_file(predictor, image_spec, probs, tuple(cfg.INFERENCE.CHUNK_SIZE), overwrite=overwrite)
+    instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
+    postprocess_file(probs, instances, decode)
+    logger.info("instances: %s", instances)
+    save_overlay(image_spec, instances, gt_spec, os.path.join(folder, "overlay.png"))
+    if not gt_spec:
+        return None
+    result = evaluate_volumes(gt_spec, instances, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
+                              crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES)
+    prefix = os.path.join(folder, cfg.EVAL.OUTPUT_PREFIX)
+    write_reports(result, prefix, iteration=iteration,
+                  csv_path=os.path.join(folder, "sum_results_map75.csv") if iteration is not None else None)
+    print(format_table(result), flush=True)
+    return result.summary
+
+
+def run_inference(cfg, checkpoint=None, device=None, overwrite=False):
+    """Segment every INFERENCE.IMAGE_NAME volume; returns ``[summary or None, ...]``."""
+    from connectomics.engine.train import select_device
+    from connectomics.inference import build_predictor
+    from connectomics.postprocess import build_decoder
+
+    device = device or select_device(cfg)
+    model, iteration = load_inference_model(cfg, checkpoint, device)
+    predictor = build_predictor(cfg, model, device)
+    decode = build_decoder(cfg)
+    return [run_volume(cfg, predictor, decode, image, gt, folder, iteration, overwrite)
+            for image, gt, folder in volume_folders(cfg)]

@@ -1,0 +1,130 @@
+"""The training config door: build everything from the config, resume, run the loop."""
+import logging
+import os
+
+import torch
+
+from connectomics.config import split_names
+from connectomics.engine.checkpoint import (latest_checkpoint, load_model_weights, read_checkpoint,
+                                            restore_training_state)
+from connectomics.engine.hooks import CheckpointHook, LoggingHook, ValidationHook
+from connectomics.engine.solver import build_lr_scheduler, build_optimizer
+from connectomics.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+def select_device(cfg):
+    """``torch.device`` from SYSTEM.DEVICE ('auto' = CUDA when available and NUM_GPUS > 0)."""
+    if cfg.SYSTEM.NUM_THREADS:
+        torch.set_num_threads(cfg.SYSTEM.NUM_THREADS)
+    if cfg.SYSTEM.DEVICE == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("SYSTEM.DEVICE is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    use_cuda = cfg.SYSTEM.DEVICE == "cuda" or (
+        cfg.SYSTEM.DEVICE == "auto" and torch.cuda.is_available() and cfg.SYSTEM.NUM_GPUS > 0)
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def iterate_batches(cfg, dataset, start_iter):
+    """Batches for iterations ``start_iter .. ITERATION_TOTAL - 1``, one sample range per run."""
+    from connectomics.data.dataset import sample_loader
+
+    batch = cfg.SOLVER.SAMPLES_PER_BATCH
+    remaining = cfg.SOLVER.ITERATION_TOTAL - start_iter
+    loader = sample_loader(dataset, batch, start_iter * batch, remaining * batch, cfg.SYSTEM.NUM_CPUS)
+    return iter(loader)
+
+
+def make_validator(cfg, device):
+    """``validate(model) -> summary`` on DATASET.VAL_IMAGE_NAME, or None if no validation volume."""
+    if not cfg.DATASET.VAL_IMAGE_NAME:
+        return None
+    from connectomics.data.dataset import prepare_image
+    from connectomics.data.io import read_volume
+    from connectomics.evaluation import evaluate_volumes
+    from connectomics.inference import build_predictor, predict_volume
+    from connectomics.postprocess import build_decoder
+
+    spec = split_names(cfg.DATASET.VAL_IMAGE_NAME)[0]
+    image = prepare_image(read_volume(spec), spec)
+    gt_spec = split_names(cfg.DATASET.VAL_LABEL_NAME)[0]
+    decode = build_decoder(cfg)
+
+    def validate(model):
+        predictor = build_predictor(cfg, model, device)
+        pred = decode(predict_volume(predictor, image))
+        return evaluate_volumes(gt_spec, pred, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
+                                crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES).summary
+
+    return validate
+
+
+def _tensorboard(cfg, folder):
+    if not cfg.MONITOR.LOG_OPT[1]:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(os.path.join(folder, "tensorboard"))
+
+
+def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
+    folder = cfg.DATASET.OUTPUT_PATH
+    if checkpoint is None and not cfg.SOLVER.ITERATION_RESTART:
+        checkpoint = latest_checkpoint(folder)
+        if checkpoint:
+            logger.info("resuming from the latest checkpoint in the output folder: %s", checkpoint)
+    if checkpoint:
+        state = read_checkpoint(checkpoint)
+        load_model_weights(model, state, cfg.MODEL.ARCHITECTURE, checkpoint)
+        return restore_training_state(state, optimizer, scheduler, scaler, cfg.SOLVER.ITERATION_RESTART)
+    if cfg.MODEL.PRE_MODEL:
+        load_model_weights(model, read_checkpoint(cfg.MODEL.PRE_MODEL), cfg.MODEL.ARCHITECTURE,
+                           cfg.MODEL.PRE_MODEL)
+        return cfg.MODEL.PRE_MODEL_ITER
+    return 0
+
+
+def run_training(cfg, checkpoint=None):
+    """Train per ``cfg`` (resuming from ``checkpoint`` or the newest one in the output folder).
+
+    Returns the path of the last checkpoint.
+    """
+    from connectomics.data.dataset import build_train_dataset
+    from connectomics.losses import build_criterion
+    from connectomics.model import build_model
+
+    folder = cfg.DATASET.OUTPUT_PATH
+    torch.manual_seed(cfg.SYSTEM.SEED)
+    device = select_device(cfg)
+    model = build_model(cfg).to(device)
+    criterion = build_criterion(cfg)
+    optimizer, scheduler = build_optimizer(cfg, model), None
+    scheduler = build_lr_scheduler(cfg, optimizer)
+    amp = cfg.SOLVER.AMP and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start = _resume(cfg, checkpoint, model, optimizer, scheduler, scaler)
+    total = cfg.SOLVER.ITERATION_TOTAL
+    if start >= total:
+        logger.info("training already finished (%d of %d iterations)", start, total)
+        return latest_checkpoint(folder) or checkpoint
+    logger.info("training %s on %s: iterations %d..%d, %d parameters", cfg.MODEL.ARCHITECTURE, device,
+                start, total, sum(p.numel() for p in model.parameters()))
+    batches = iterate_batches(cfg, build_train_dataset(cfg), start)
+    writer = _tensorboard(cfg, folder)
+    checkpointer = CheckpointHook(folder, cfg.SOLVER.ITERATION_SAVE, cfg.MODEL.ARCHITECTURE)
+    hooks = [LoggingHook(cfg.MONITOR.ITERATION_NUM[0], writer, folder,
+                         cfg.MONITOR.ITERATION_NUM[1] if cfg.MONITOR.VIS_OPT[0] else 0, cfg.MONITOR.VIS_OPT[1]),
+             checkpointer]
+    validate = make_validator(cfg, device)
+    if validate is not None:
+        hooks.append(ValidationHook(cfg.SOLVER.ITERATION_VAL, validate, folder, checkpointer, writer))
+    clip = None
+    if cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
+        c = cfg.SOLVER.CLIP_GRADIENTS
+        clip = (c.CLIP_TYPE, c.CLIP_VALUE, c.NORM_TYPE)
+    trainer = Trainer(model, criterion, optimizer, scheduler, batches, start, total, device,
+                      cfg.SOLVER.ITERATION_STEP, clip, amp, scaler, hooks)
+    trainer.train()
+    if writer is not None:
+        writer.close()
+    return checkpointer.last_path

@@ -1,0 +1,188 @@
+"""Batched sliding-window prediction of one chunk: forward, TTA merge, blending, uint8.
+
+Per chunk (see ``tiling`` for the geometry), all on the predictor's device::
+
+    read box (uint8, mirrored)  --windows, B at a time-->  (B, 1, w) float32 in [0, 1]
+      --model (+ TTA variants, autocast on CUDA)-->  sigmoid  --merge-->  (B, C, w)
+      --* blending weights, crop to the write box-->  += float32 accumulators (C + 1, chunk)
+      --rint(255 * acc / weight)-->  (C, chunk) uint8  --one copy-->  host
+
+Peak memory per chunk: float32 accumulators ``4 (C + 1)`` bytes per write-box
+voxel, plus the read box of the input (1 byte per read-box voxel for uint8 input;
+the read box is the write box plus a halo of about a window per axis), plus the
+uint8 result (``C`` bytes per voxel), plus one batch of windows and its TTA
+outputs (independent of the chunk). On the CPU that is about
+``5 C + 4 + r`` bytes per chunk voxel (``r`` = read/write volume ratio); on CUDA
+the accumulators live on the GPU and the host keeps only the read box and the result.
+"""
+import contextlib
+import logging
+
+import numpy as np
+import torch
+
+from connectomics.inference.blending import blending_weights, finalize_uint8
+from connectomics.inference.tiling import Tiling, read_box
+from connectomics.inference.tta import predict_tta, tta_variants
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_ACTS = ("sigmoid", "none")
+
+
+class Predictor:
+    """Sliding-window predictor (plain arguments; ``build_predictor`` reads the config).
+
+    ``model``: torch module, (B, 1, Z, Y, X) float32 in [0, 1] -> (B, C, Z, Y, X)
+    logits (or probabilities with ``output_act='none'``). ``window``, ``stride``,
+    ``pad``: (z, y, x) ints. ``blending``: 'gaussian' | 'bump'. ``aug_num``: 0, 4 or
+    16 TTA variants merged by ``aug_mode`` ('mean' | 'min' | 'max').
+    ``batch_size``: windows per forward. ``amp``: float16 autocast (CUDA only).
+    ``channels_last``: None = on CUDA with AMP (input in channels-last-3d;
+    the model itself is not modified). ``chunk_size``: default output chunk (z, y,
+    x) or None (whole volume). ``eval_mode``: run the model in eval mode (the
+    previous mode is restored after each chunk).
+    """
+
+    def __init__(self, model, window, stride, pad, blending="gaussian", aug_num=0, aug_mode="mean",
+                 batch_size=8, device="cpu", amp=True, output_act="sigmoid", chunk_size=None,
+                 channels_last=None, eval_mode=True):
+        if output_act not in OUTPUT_ACTS:
+            raise ValueError(f"output activation {output_act!r} not supported; valid: {', '.join(OUTPUT_ACTS)}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.model = model
+        self.device = torch.device(device)
+        Tiling((1, 1, 1), window, stride, pad)  # validates the triples early
+        self.window, self.stride, self.pad = (tuple(int(v) for v in t) for t in (window, stride, pad))
+        self.blending, self.aug_num, self.aug_mode = blending, int(aug_num), aug_mode
+        self.variants = tta_variants(self.aug_num, self.window)
+        self.batch_size = int(batch_size)
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.channels_last = self.amp if channels_last is None else bool(channels_last) and self.device.type == "cuda"
+        self.output_act = output_act
+        self.chunk_size = None if chunk_size is None else tuple(int(c) for c in chunk_size)
+        self.eval_mode = bool(eval_mode)
+        self.weights = torch.from_numpy(blending_weights(self.window, blending)).to(self.device)
+
+    def tiling(self, volume_shape, chunk_size=None):
+        """The :class:`Tiling` of a (Z, Y, X) volume; ``chunk_size`` None -> ``self.chunk_size``."""
+        return Tiling(volume_shape, self.window, self.stride, self.pad, chunk_size or self.chunk_size)
+
+    def settings(self):
+        """Everything that changes the output values (used to check resumed files)."""
+        return {"window": list(self.window), "stride": list(self.stride), "pad": list(self.pad),
+                "blending": self.blending, "aug_num": self.aug_num, "aug_mode": self.aug_mode,
+                "output_act": self.output_act, "amp": self.amp}
+
+    @contextlib.contextmanager
+    def _model_mode(self):
+        was_training = self.model.training
+        self.model.train(not self.eval_mode)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            self.model.train(was_training)
+
+    def forward(self, x):
+        """(B, 1, Z, Y, X) float32 in [0, 1] on the device -> (B, C, Z, Y, X) float32 probabilities."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            y = self.model(x)
+        if y.ndim != 5 or y.shape[0] != x.shape[0] or tuple(y.shape[2:]) != tuple(x.shape[2:]):
+            raise ValueError(f"the model maps input {tuple(x.shape)} to {tuple(y.shape)}; inference needs "
+                             "(B, C, Z, Y, X) with the input's B, Z, Y, X (a same-size network)")
+        y = y.float()
+        # out of place: a model may return (a view of) its input
+        return torch.sigmoid(y) if self.output_act == "sigmoid" else y
+
+    def predict_chunk(self, volume, chunk):
+        """Predict one :class:`~connectomics.inference.tiling.Chunk` of ``volume``.
+
+        ``volume``: (Z, Y, X) array-like (uint8 0..255, or float in [0, 1]); only
+        the chunk's read box is read. Returns (C, *chunk.write_shape) uint8 NumPy.
+        """
+        source = _to_device_volume(read_box(volume, chunk.read), self.device)
+        read0 = [a for a, _ in chunk.read]
+        write0 = [a for a, _ in chunk.write]
+        acc = weight = None
+        with self._model_mode():
+            for first in range(0, len(chunk.windows), self.batch_size):
+                starts = chunk.windows[first:first + self.batch_size]
+                x = torch.stack([source[_box(s, read0, self.window)] for s in starts])[:, None]
+                x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+                probs = predict_tta(self.forward, x, self.variants, self.aug_mode)
+                probs.mul_(self.weights)
+                if acc is None:
+                    acc = torch.zeros((probs.shape[1],) + chunk.write_shape, dtype=torch.float32, device=self.device)
+                    weight = torch.zeros(chunk.write_shape, dtype=torch.float32, device=self.device)
+                for k, start in enumerate(starts):
+                    dst, src = _overlap(start, self.window, chunk.write, write0)
+                    acc[(slice(None),) + dst].add_(probs[(k, slice(None)) + src])
+                    weight[dst].add_(self.weights[src])
+            return finalize_uint8(acc, weight).cpu().numpy()
+
+
+def _box(start, origin, size):
+    return tuple(slice(a - o, a - o + w) for a, o, w in zip(start, origin, size))
+
+
+def _overlap(start, window, write, write0):
+    """Slices (into the write box, into the window) of a window's part inside the write box."""
+    dst, src = [], []
+    for a, w, (c0, c1), o in zip(start, window, write, write0):
+        lo, hi = max(a, c0), min(a + w, c1)
+        dst.append(slice(lo - o, hi - o))
+        src.append(slice(lo - a, hi - a))
+    return tuple(dst), tuple(src)
+
+
+def check_volume(volume, name="volume"):
+    """Raise ValueError unless ``volume`` is a non-empty (Z, Y, X) uint8 or float array-like."""
+    shape, dtype = tuple(getattr(volume, "shape", ())), np.dtype(getattr(volume, "dtype", np.float64))
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"{name}: inference needs a non-empty (Z, Y, X) volume, got shape {shape}")
+    if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{name}: inference input must be uint8 (0..255) or float (0..1), got dtype {dtype}; "
+                         "convert the volume first")
+
+
+def predict_volume(predictor, volume, chunk_size=None):
+    """Predict a whole (Z, Y, X) volume in memory -> (C, Z, Y, X) uint8 0..255.
+
+    ``volume``: uint8 (or float in [0, 1]) array-like. Runs the same chunked code
+    path as :func:`~connectomics.inference.writer.infer_volume_to_file`
+    (``chunk_size`` None -> the predictor's, else the whole volume), so memory
+    is the uint8 result plus one chunk's working set.
+    """
+    check_volume(volume)
+    tiling = predictor.tiling(volume.shape, chunk_size)
+    out = None
+    for chunk in tiling.chunks():
+        block = predictor.predict_chunk(volume, chunk)
+        if out is None:
+            out = np.empty((block.shape[0],) + tiling.volume_shape, dtype=np.uint8)
+        out[(slice(None),) + tuple(slice(a, b) for a, b in chunk.write)] = block
+    return out
+
+
+def build_predictor(cfg, model, device="cpu"):
+    """A :class:`Predictor` from ``cfg.INFERENCE`` and ``cfg.MODEL.OUTPUT_ACT`` (moves ``model`` to ``device``)."""
+    inf = cfg.INFERENCE
+    model = model.to(device)
+    return Predictor(model, window=inf.INPUT_SIZE, stride=inf.STRIDE, pad=inf.PAD_SIZE, blending=inf.BLENDING,
+                     aug_num=inf.AUG_NUM, aug_mode=inf.AUG_MODE, batch_size=inf.SAMPLES_PER_BATCH, device=device,
+                     amp=inf.AMP, output_act=cfg.MODEL.OUTPUT_ACT, chunk_size=inf.CHUNK_SIZE,
+                     eval_mode=inf.DO_EVAL)
+
+
+def _to_device_volume(block, device):
+    """The read box as a tensor on ``device`` (uint8 kept as uint8; floats as float32)."""
+    if block.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(block)).to(device)
+    if np.issubdtype(block.dtype, np.floating):
+        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+    raise ValueError(f"inference input must be uint8 (0..255) or float (0..1), got dtype {block.dtype}; "
+                     "convert the volume first")

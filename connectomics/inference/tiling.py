@@ -1,0 +1,206 @@
+"""Sliding-window and chunk geometry of inference (pure Python / NumPy, no torch).
+
+One axis of the volume, all coordinates in VOLUME coordinates (voxel 0 is the
+first voxel of the volume; negative coordinates lie in the mirror padding)::
+
+    padded:   |<- pb ->|<------------- L (volume) ------------->|<- pa ->|
+              -pb      0                                        L        L+pa
+    windows:  [===w===)                                   global grid, fixed by
+                   [===w===)                              (L, w, s, p) alone:
+                        [===w===)          ...            start_k = k*s - pb,
+                                              [===w===)   last one snapped to
+                                                [===w===) L + pa - w
+    chunks:            |--- chunk 0 ---|--- chunk 1 ---|--- chunk 2 --|
+                                       c0              c1
+    chunk 1:               read box = [first start, last end) of the
+                       [=====(=== windows touching [c0, c1) ===)=====]
+                       <-halo->|<------ write box ----->|<-halo->
+
+* Windows per axis: ``n = 1 + ceil((L + pb + pa - w) / s)``; ``start_k = k*s - pb``
+  for ``k < n - 1`` and the last window snapped to the far border,
+  ``start_{n-1} = L + pa - w``.  ``pb = pa = p`` (PAD_SIZE) unless the padded
+  volume is shorter than the window: then the padding grows to fit exactly one
+  window, the extra ``e = w - (L + 2p)`` split as ``pb = p + e // 2``,
+  ``pa = p + e - e // 2`` (a warning is logged).  The window is never shrunk,
+  so a network with size constraints (y, x divisible by 16) still works.
+* A chunk (write box ``[c0, c1)`` per axis, the chunk grid starting at 0 with
+  step CHUNK_SIZE, the last chunk clipped to the volume) runs every window of
+  the global grid that touches its write box, in global (z, y, x) order.  Every
+  voxel of the write box is therefore covered by exactly the windows that cover
+  it without chunking, and blended in the same order: the result does not
+  depend on the chunk size.  Windows that straddle a chunk border run once per
+  chunk they touch (the cost of chunking; it shrinks as chunks grow).
+* The read box (write box + halo) can leave the volume; its voxels outside
+  ``[0, L)`` are mirrored in GLOBAL coordinates (``reflect_index``, NumPy's
+  'reflect' mode: ``... 2 1 | 0 1 2 ... L-1 | L-2 ...``), which is identical to
+  padding the whole volume first, whatever the chunk.
+"""
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def reflect_index(index, length):
+    """Map integer coordinates (any range) into ``[0, length)`` by mirror reflection.
+
+    Same as ``np.pad(..., mode='reflect')`` (the border voxel is not repeated),
+    extended periodically so that pads longer than the volume work too.
+    ``index``: int or integer ndarray; returns the same type.
+    """
+    if length < 1:
+        raise ValueError(f"cannot reflect into an empty axis (length {length})")
+    if length == 1:
+        return np.zeros_like(index) if isinstance(index, np.ndarray) else 0
+    period = 2 * (length - 1)
+    m = np.mod(index, period)
+    return np.where(m >= length, period - m, m) if isinstance(m, np.ndarray) else (
+        period - m if m >= length else m)
+
+
+def axis_padding(length, window, pad):
+    """``(pad_before, pad_after)`` of one axis: ``pad`` each side, grown so one window fits."""
+    extra = window - (length + 2 * pad)
+    if extra <= 0:
+        return pad, pad
+    return pad + extra // 2, pad + extra - extra // 2
+
+
+def window_starts(length, window, stride, pad):
+    """Window start coordinates of one axis (volume coordinates, ascending, unique).
+
+    ``length`` volume length, ``window`` w, ``stride`` s (1 <= s <= w), ``pad`` p.
+    Returns a list of ints; see the module docstring for the rule.
+    """
+    _check_axis(length, window, stride, pad)
+    before, after = axis_padding(length, window, pad)
+    span = length + before + after - window
+    n = 1 + math.ceil(span / stride)
+    starts = [k * stride - before for k in range(n - 1)]
+    starts.append(span - before)
+    return starts
+
+
+def _check_axis(length, window, stride, pad):
+    for name, value, low in (("length", length, 1), ("window", window, 1), ("stride", stride, 1), ("pad", pad, 0)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if stride > window:
+        raise ValueError(f"stride {stride} is larger than the window {window}: voxels would be skipped")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of chunked inference (all boxes are ((z0, z1), (y0, y1), (x0, x1)), volume coords).
+
+    ``index``: position in the chunk grid; ``write``: output box inside the
+    volume; ``read``: union of its windows (may leave the volume: mirrored);
+    ``windows``: window start corners (z, y, x) in global (z, y, x) order.
+    """
+
+    index: tuple
+    write: tuple
+    read: tuple
+    windows: tuple
+
+    @property
+    def write_shape(self):
+        return tuple(b - a for a, b in self.write)
+
+    @property
+    def read_shape(self):
+        return tuple(b - a for a, b in self.read)
+
+
+class Tiling:
+    """The global window grid of a volume and its partition into output chunks.
+
+    ``volume_shape``, ``window``, ``stride``, ``pad``, ``chunk_size``: (z, y, x)
+    integer triples. ``chunk_size`` None means one chunk for the whole volume.
+    """
+
+    def __init__(self, volume_shape, window, stride, pad, chunk_size=None):
+        self.volume_shape = _triple(volume_shape, "volume_shape")
+        self.window = _triple(window, "window")
+        self.stride = _triple(stride, "stride")
+        self.pad = _triple(pad, "pad", low=0)
+        self.chunk_size = self.volume_shape if chunk_size is None else tuple(
+            min(c, n) for c, n in zip(_triple(chunk_size, "chunk_size"), self.volume_shape))
+        self.starts = tuple(window_starts(n, w, s, p) for n, w, s, p in zip(
+            self.volume_shape, self.window, self.stride, self.pad))
+        self.padding = tuple(axis_padding(n, w, p) for n, w, p in zip(self.volume_shape, self.window, self.pad))
+        grown = [(a, p) for a, p in zip("zyx", zip(self.padding, self.pad)) if p[0] != (p[1],) * 2]
+        if grown:
+            logger.warning("volume %s is smaller than the window %s plus padding; padding grown on axes %s to fit "
+                           "one window", self.volume_shape, self.window, ", ".join(f"{a}: {p}" for a, p in grown))
+        self.grid_shape = tuple(math.ceil(n / c) for n, c in zip(self.volume_shape, self.chunk_size))
+
+    @property
+    def num_windows(self):
+        """Windows of the global grid (each computed once without chunking)."""
+        return math.prod(len(s) for s in self.starts)
+
+    @property
+    def num_chunks(self):
+        return math.prod(self.grid_shape)
+
+    def chunk_indices(self):
+        """Chunk grid positions in (z, y, x) raster order."""
+        return list(itertools.product(*(range(g) for g in self.grid_shape)))
+
+    def chunk(self, index):
+        """The :class:`Chunk` at grid position ``index`` (z, y, x)."""
+        index = tuple(int(i) for i in index)
+        if len(index) != 3 or any(not 0 <= i < g for i, g in zip(index, self.grid_shape)):
+            raise IndexError(f"chunk index {index} outside the chunk grid {self.grid_shape}")
+        write, read, axis_starts = [], [], []
+        for i, n, c, w, starts in zip(index, self.volume_shape, self.chunk_size, self.window, self.starts):
+            c0, c1 = i * c, min((i + 1) * c, n)
+            touching = [a for a in starts if a < c1 and a + w > c0]
+            write.append((c0, c1))
+            read.append((touching[0], touching[-1] + w))
+            axis_starts.append(touching)
+        return Chunk(index, tuple(write), tuple(read), tuple(itertools.product(*axis_starts)))
+
+    def chunks(self):
+        """All chunks in raster order (a generator)."""
+        return (self.chunk(i) for i in self.chunk_indices())
+
+    def windows_computed(self):
+        """Windows run over all chunks (>= num_windows: border windows run once per chunk)."""
+        total = 1
+        for n, c, w, starts in zip(self.volume_shape, self.chunk_size, self.window, self.starts):
+            total *= sum(sum(1 for a in starts if a < min(c0 + c, n) and a + w > c0) for c0 in range(0, n, c))
+        return total
+
+
+def _triple(value, name, low=1):
+    try:
+        out = tuple(int(v) for v in value)
+    except TypeError:
+        raise ValueError(f"{name} must be three integers (z, y, x), got {value!r}") from None
+    if len(out) != 3 or any(v < low for v in out) or any(int(v) != v for v in value):
+        raise ValueError(f"{name} must be three integers >= {low} (z, y, x), got {value!r}")
+    return out
+
+
+def read_box(volume, box):
+    """Read ``box`` (((z0, z1), (y0, y1), (x0, x1)), may leave the volume) from ``volume``.
+
+    ``volume``: any (Z, Y, X) array-like with ``.shape`` and slicing (NumPy
+    array, h5py dataset). Only the voxels the box needs are read (one slice);
+    voxels outside the volume are mirrored in global coordinates. Returns a
+    NumPy array of the box shape and the volume's dtype.
+    """
+    shape = tuple(volume.shape)
+    indices = [reflect_index(np.arange(a, b), n) for (a, b), n in zip(box, shape)]
+    src = tuple(slice(int(i.min()), int(i.max()) + 1) for i in indices)
+    block = np.asarray(volume[src])
+    if all(a >= 0 and b <= n for (a, b), n in zip(box, shape)):
+        return block
+    local = [i - s.start for i, s in zip(indices, src)]
+    return block[np.ix_(*local)]

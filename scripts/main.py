@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Train, or run inference + post-processing + evaluation, from one config.
+
+    python scripts/main.py --config-file configs/Synthetic/Synthetic-BC.yaml
+    python scripts/main.py --config-file X.yaml --inference --checkpoint C.pth.tar
+    python scripts/main.py --config-file X.yaml --opts SOLVER.BASE_LR 1e-4 SYSTEM.NUM_CPUS 4
+"""
+import argparse
+import logging
+import os
+import sys
+
+try:
+    import connectomics  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from connectomics.config import ConfigError, check_input_files, load_cfg, save_cfg  # noqa: E402
+from connectomics.utils.logging import setup_logging  # noqa: E402
+
+logger = logging.getLogger("main")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Relative paths in a config resolve against SYSTEM.ROOT_DIR (default: the current "
+               "directory); $VARS in paths are expanded.")
+    parser.add_argument("--config-file", metavar="YAML", default=None,
+                        help="experiment config; overrides the defaults of connectomics/config/defaults.py "
+                             "and may inherit from another YAML with _BASE_")
+    parser.add_argument("--inference", action="store_true",
+                        help="segment INFERENCE.IMAGE_NAME instead of training: sliding-window inference "
+                             "-> probs.h5 -> post-processing -> instances.h5 -> AP-75 if EVAL.GT_NAME is set")
+    parser.add_argument("--checkpoint", metavar="PATH", default=None,
+                        help="training: resume from this checkpoint (default: the newest checkpoint in "
+                             "DATASET.OUTPUT_PATH); inference: the weights to use (default: the newest)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="inference: redo outputs that exist from a run with other settings")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 1e-4 (must come last)")
+    return parser
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    try:
+        cfg = load_cfg(args.config_file, args.opts, freeze=False)
+    except ConfigError as err:
+        logger.error("%s", err)
+        return 2
+    mode = "test" if args.inference else "train"
+    out = cfg.INFERENCE.OUTPUT_PATH if args.inference else cfg.DATASET.OUTPUT_PATH
+    setup_logging(out)
+    if cfg.DATASET.SYNTHETIC.ENABLED:
+        from connectomics.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(cfg)
+    cfg.freeze()
+    try:
+        check_input_files(cfg, mode)
+        if args.checkpoint and not os.path.isfile(args.checkpoint):
+            raise FileNotFoundError(f"--checkpoint {args.checkpoint} not found")
+    except FileNotFoundError as err:
+        logger.error("%s", err)
+        return 2
+    save_cfg(cfg, out)
+    logger.info("merged config saved to %s", os.path.join(out, "config.yaml"))
+    if args.inference:
+        from connectomics.engine.infer import run_inference
+
+        run_inference(cfg, args.checkpoint, overwrite=args.overwrite)
+        return 0
+    from connectomics.engine.train import run_training
+
+    last = run_training(cfg, args.checkpoint)
+    if cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME:
+        from connectomics.engine.infer import run_inference
+
+        run_inference(cfg, last, overwrite=args.overwrite)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Config loading, inheritance, overrides and every validation error."""
+import os
+
+import pytest
+
+from connectomics.config import ConfigError, check_input_files, get_cfg_defaults, load_cfg, save_cfg
+from connectomics.config.loader import merge_opts
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_have_comments_and_sections():
+    cfg = get_cfg_defaults()
+    for section in ("SYSTEM", "MODEL", "DATASET", "SOLVER", "INFERENCE", "AUGMENTOR", "POSTPROCESS", "EVAL"):
+        assert section in cfg
+    source = open(os.path.join(REPO, "connectomics", "config", "defaults.py")).read()
+    for line in source.splitlines():
+        if line.startswith("_C.") and " = " in line and "CN(" not in line and line.rstrip().endswith(")") is False:
+            assert "#" in line, f"key without a comment: {line}"
+
+
+@pytest.mark.parametrize("name", ["MitoEM/MitoEM-R-BC.yaml", "MitoEM/MitoEM-H-BC.yaml",
+                                  "CDeep3M/CDeep3M-Mito-BC.yaml", "Synthetic/Synthetic-BC.yaml"])
+def test_shipped_configs_load(name, monkeypatch):
+    monkeypatch.setenv("MITOEM_DIR", "/data/mitoem")
+    monkeypatch.setenv("CDEEP3M_DIR", "/data/cdeep3m")
+    cfg = load_cfg(os.path.join(REPO, "configs", name))
+    assert cfg.MODEL.OUT_PLANES == 2
+    assert os.path.isabs(cfg.DATASET.IMAGE_NAME.split(":")[0])
+
+
+def test_base_inheritance_and_opts(tmp_path):
+    base = write(tmp_path / "base.yaml", "SOLVER:\n  BASE_LR: 1e-3\n  ITERATION_TOTAL: 10\n")
+    child = write(tmp_path / "child.yaml", "_BASE_: base.yaml\nSOLVER:\n  ITERATION_TOTAL: 20\n")
+    cfg = load_cfg(child, ["SOLVER.SAMPLES_PER_BATCH", "3", "MODEL.INPUT_SIZE", "[8, 64, 64]",
+                           "INFERENCE.STRIDE", "[4, 32, 32]"])
+    assert cfg.SOLVER.BASE_LR == pytest.approx(1e-3)  # from the base, '1e-3' read as a float
+    assert cfg.SOLVER.ITERATION_TOTAL == 20
+    assert cfg.SOLVER.SAMPLES_PER_BATCH == 3
+    assert list(cfg.INFERENCE.INPUT_SIZE) == [8, 64, 64]  # inference window defaults to the model's
+    assert cfg.is_frozen()
+    assert base
+
+
+def test_unknown_key_names_closest(tmp_path):
+    bad = write(tmp_path / "bad.yaml", "SOLVER:\n  BASE_LRR: 0.1\n")
+    with pytest.raises(ConfigError, match=r"SOLVER.BASE_LRR.*did you mean SOLVER.BASE_LR"):
+        load_cfg(bad)
+    with pytest.raises(ConfigError, match=r"MODEL.INPUT_SZE.*did you mean MODEL.INPUT_SIZE"):
+        load_cfg(None, ["MODEL.INPUT_SZE", "[8,64,64]"])
+    with pytest.raises(ConfigError, match="unknown config key MODLE"):
+        load_cfg(None, ["MODLE.ARCHITECTURE", "rsunet"])
+
+
+@pytest.mark.parametrize("opts,match", [
+    (["INFERENCE.STRIDE", "[4, 300, 128]"], r"INFERENCE.STRIDE.*larger than the window"),
+    (["MODEL.INPUT_SIZE", "[8, 100, 128]"], r"MODEL.INPUT_SIZE.*divisible by 16"),
+    (["INFERENCE.INPUT_SIZE", "[8, 64, 72]"], r"INFERENCE.INPUT_SIZE.*divisible by 16"),
+    (["SOLVER.BASE_LR", "abc"], r"SOLVER.BASE_LR.*expects a float"),
+    (["INFERENCE.AUG_NUM", "3"], r"INFERENCE.AUG_NUM = 3: must be 0, 4 or 16"),
+    (["MODEL.OUT_PLANES", "3", "MODEL.TARGET_OPT", "['0','4-2-1']", "MODEL.WEIGHT_OPT", "[['1'],['1']]",
+      "MODEL.LOSS_OPTION", "[['WeightedBCE'],['WeightedBCE']]", "MODEL.LOSS_WEIGHT", "[[1.0],[1.0]]"],
+     r"MODEL.OUT_PLANES = 3.*gives 2 channels"),
+    (["MODEL.TARGET_OPT", "['0','4-2-1']"], r"MODEL.WEIGHT_OPT.*one entry per target"),
+    (["POSTPROCESS.SEED_THRESHOLD", "230"], r"POSTPROCESS.SEED_THRESHOLD = 230.0.*fraction"),
+    (["SOLVER.ITERATION_TOTAL", "0"], r"SOLVER.ITERATION_TOTAL = 0"),
+    (["SOLVER.BASE_LR"], r"KEY VALUE pairs"),
+])
+def test_bad_values_name_key_and_value(opts, match):
+    with pytest.raises(ConfigError, match=match):
+        load_cfg(None, opts)
+
+
+def test_missing_config_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_cfg(str(tmp_path / "nope.yaml"))
+    bad = write(tmp_path / "bad.yaml", "SOLVER: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_cfg(bad)
+
+
+def test_relative_paths_resolve_against_root_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_DATA", str(tmp_path / "data"))
+    cfg = load_cfg(None, ["SYSTEM.ROOT_DIR", str(tmp_path), "DATASET.INPUT_PATH", "vols",
+                          "DATASET.IMAGE_NAME", "a.h5:raw@b.h5", "DATASET.LABEL_NAME", "$MY_DATA/la.h5@lb.h5",
+                          "DATASET.OUTPUT_PATH", "out"])
+    assert cfg.DATASET.IMAGE_NAME == f"{tmp_path}/vols/a.h5:raw@{tmp_path}/vols/b.h5"
+    assert cfg.DATASET.LABEL_NAME == f"{tmp_path}/data/la.h5@{tmp_path}/vols/lb.h5"
+    assert cfg.DATASET.OUTPUT_PATH == f"{tmp_path}/out"
+
+
+def test_missing_input_files_and_unset_variables(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_VAR", raising=False)
+    cfg = load_cfg(None, ["DATASET.IMAGE_NAME", str(tmp_path / "missing.h5"), "DATASET.LABEL_NAME",
+                          str(tmp_path / "missing_label.h5")])
+    with pytest.raises(FileNotFoundError, match=r"DATASET.IMAGE_NAME: input file not found: .*missing.h5"):
+        check_input_files(cfg, "train")
+    cfg = load_cfg(None, ["INFERENCE.IMAGE_NAME", "${NOT_SET_VAR}/x.h5"])
+    with pytest.raises(FileNotFoundError, match="environment variable NOT_SET_VAR is not set"):
+        check_input_files(cfg, "test")
+
+
+def test_merged_config_is_saved_and_reloads(tmp_path):
+    cfg = load_cfg(None, ["SOLVER.BASE_LR", "0.01"])
+    path = save_cfg(cfg, str(tmp_path))
+    again = load_cfg(path)
+    assert again.SOLVER.BASE_LR == pytest.approx(0.01)
+    assert again.dump() == cfg.dump()
+
+
+def test_string_opt_stays_string():
+    cfg = get_cfg_defaults()
+    merge_opts(cfg, ["DATASET.IMAGE_NAME", "123"])
+    assert cfg.DATASET.IMAGE_NAME == "123"
