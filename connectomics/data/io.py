@@ -40,7 +40,7 @@ def _first_dataset(h5file):
 
 
 def _check_exists(path):
-    if not os.path.exists(path):
+    if not any(c in path for c in "*?[") and not os.path.exists(path):
         raise FileNotFoundError(f"volume file not found: {path}")
 
 
@@ -48,8 +48,8 @@ def _check_exists(path):
 def open_volume(spec):
     """Yield an array-like (``.shape``, ``.dtype``, slicing) without reading the volume.
 
-    HDF5 yields the ``h5py.Dataset`` (read lazily); TIFF and JSON tiles yield a
-    NumPy array. Raises FileNotFoundError / VolumeError naming the file and key.
+    HDF5 yields the ``h5py.Dataset`` and JSON tiles a ``TileVolume`` (both read
+    lazily); TIFF stacks yield a NumPy array. Raises FileNotFoundError / VolumeError naming the file and key.
     """
     path, key = parse_spec(spec)
     _check_exists(path)

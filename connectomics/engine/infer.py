@@ -76,11 +76,34 @@ def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=No
         return None
     result = evaluate_volumes(gt_spec, instances, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
                               crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES)
-    prefix = os.path.join(folder, cfg.EVAL.OUTPUT_PREFIX)
-    write_reports(result, prefix, iteration=iteration,
-                  csv_path=os.path.join(folder, "sum_results_map75.csv") if iteration is not None else None)
+    write_reports(result, os.path.join(folder, cfg.EVAL.OUTPUT_PREFIX), iteration=iteration)
     print(format_table(result), flush=True)
+    if iteration is not None:
+        append_score(os.path.join(folder, SCORES_CSV), iteration, result.summary)
     return result.summary
+
+
+SCORES_CSV = "sum_results_map75.csv"
+
+
+def read_scores(csv_path):
+    """``{iteration: {'AP75': .., 'AP50': ..}}`` from a scores CSV (empty if absent)."""
+    if not os.path.exists(csv_path):
+        return {}
+    import csv
+
+    with open(csv_path, encoding="utf-8") as f:
+        return {int(r["iteration"]): {"AP75": float(r["AP75"]), "AP50": float(r["AP50"])}
+                for r in csv.DictReader(f)}
+
+
+def append_score(csv_path, iteration, summary):
+    """Append ``iteration,AP75,AP50`` (header written with the first row)."""
+    new = not os.path.exists(csv_path)
+    with open(csv_path, "a", encoding="utf-8") as f:
+        if new:
+            f.write("iteration,AP75,AP50\n")
+        f.write(f"{iteration},{summary['AP75']:.6f},{summary['AP50']:.6f}\n")
 
 
 def run_inference(cfg, checkpoint=None, device=None, overwrite=False):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from connectomics.inference.blending import blending_weights, finalize_uint8
-from connectomics.inference.tiling import Tiling, read_box
+from connectomics.inference.tiling import Tiling, check_window, read_box
 from connectomics.inference.tta import predict_tta, tta_variants
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.model = model
         self.device = torch.device(device)
-        Tiling((1, 1, 1), window, stride, pad)  # validates the triples early
+        check_window(window, stride, pad)
         self.window, self.stride, self.pad = (tuple(int(v) for v in t) for t in (window, stride, pad))
         self.blending, self.aug_num, self.aug_mode = blending, int(aug_num), aug_mode
         self.variants = tta_variants(self.aug_num, self.window)

@@ -85,6 +85,12 @@ def window_starts(length, window, stride, pad):
     return starts
 
 
+def check_window(window, stride, pad):
+    """Raise ValueError unless window, stride (<= window) and pad are valid (z, y, x) triples."""
+    for w, s, p in zip(_triple(window, "window"), _triple(stride, "stride"), _triple(pad, "pad", low=0)):
+        _check_axis(1, w, s, p)
+
+
 def _check_axis(length, window, stride, pad):
     for name, value, low in (("length", length, 1), ("window", window, 1), ("stride", stride, 1), ("pad", pad, 0)):
         if int(value) != value or value < low:

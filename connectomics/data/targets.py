@@ -1,0 +1,183 @@
+"""Training targets and loss weights computed from an instance label volume.
+
+Every function takes plain arrays. Labels are integer (or bool) arrays (Z, Y, X)
+with 0 = background; targets and weights are float32 (C, Z, Y, X) in [0, 1]
+(weights >= 1). The config codes of MODEL.TARGET_OPT / MODEL.WEIGHT_OPT are
+mapped to these named functions only in :func:`build_targets` and
+:func:`build_weights`.
+
+Border handling of the in-plane windows: the predecessor reflect-padded each
+slice before taking the window max / min. For a max or min over a window that
+is centred on the voxel, any mirror padding (NumPy 'reflect' or 'symmetric',
+SciPy 'mirror' or 'reflect') only repeats values that already lie inside the
+clipped window, so all of them give the max / min over the part of the window
+inside the slice. We use SciPy's ``mode='reflect'`` and test against that
+clipped-window definition.
+"""
+import numpy as np
+from scipy import ndimage
+
+TARGET_CODES = {"0": "foreground", "4-S-B": "instance contour (S half-width, B 1 = with background)"}
+WEIGHT_CODES = {"0": "no weight", "1": "binary class-ratio weight"}
+
+
+def _check_label(label, name="label"):
+    label = np.asarray(label)
+    if label.ndim != 3:
+        raise ValueError(f"{name} must be a (Z, Y, X) volume, got shape {label.shape}")
+    if label.dtype == bool:
+        return label.view(np.uint8)
+    if not np.issubdtype(label.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer instance ids, got dtype {label.dtype}")
+    return label
+
+
+def _window(half_width):
+    if int(half_width) != half_width or half_width < 0:
+        raise ValueError(f"half_width must be a non-negative integer, got {half_width!r}")
+    return (1, 2 * int(half_width) + 1, 2 * int(half_width) + 1)
+
+
+def _window_max_min(label, half_width, ignore_zero):
+    """Per-slice window max and min; with ``ignore_zero`` the min skips background.
+
+    Windows with only background get min = the dtype's max value. Computed in
+    the label dtype (no int64 copy).
+    """
+    size = _window(half_width)
+    wmax = ndimage.maximum_filter(label, size=size, mode="reflect")
+    source = label
+    if ignore_zero:
+        source = label.copy()
+        source[label == 0] = np.iinfo(label.dtype).max
+    wmin = ndimage.minimum_filter(source, size=size, mode="reflect")
+    return wmax, wmin
+
+
+def _contacts(label, half_width):
+    """bool (Z, Y, X): the in-plane window holds two different non-zero ids."""
+    wmax, wmin = _window_max_min(label, half_width, ignore_zero=True)
+    # wmin is the smallest non-zero id when the window holds one (wmax > 0)
+    return (wmax != 0) & (wmax != wmin)
+
+
+def foreground(label):
+    """Binary foreground: label (Z, Y, X) int -> (1, Z, Y, X) float32 in {0, 1}."""
+    label = _check_label(label)
+    return (label > 0)[None].astype(np.float32)
+
+
+def instance_contour(label, half_width=2, include_background=True):
+    """Contour band around instances, per z slice: (Z, Y, X) int -> (1, Z, Y, X) float32 {0, 1}.
+
+    A voxel is 1 when its (2S+1) x (2S+1) in-plane window (S = ``half_width``)
+    holds a non-zero id and is not uniform, i.e. a band of S voxels on both
+    sides of every border. With ``include_background=False`` only contacts of
+    two different instances count (instance-background borders are ignored).
+    Predecessor code '4-S-B'.
+    """
+    label = _check_label(label)
+    if include_background:
+        wmax, wmin = _window_max_min(label, half_width, ignore_zero=False)
+        band = (wmax > 0) & (wmax != wmin)
+    else:
+        band = _contacts(label, half_width)
+    return band[None].astype(np.float32)
+
+
+def widen_border(label, half_width):
+    """Set to 0 every voxel whose in-plane (2h+1)^2 window holds two different ids.
+
+    label (Z, Y, X) int -> a new array of the same shape and dtype (the input is
+    not modified). Touching instances end up separated by a background gap of
+    about 2h voxels; borders with background are unchanged. ``half_width`` 0
+    returns a copy. Config DATASET.LABEL_EROSION (predecessor seg_widen_border).
+    """
+    label = _check_label(label)
+    _window(half_width)
+    out = label.copy()
+    if half_width == 0:
+        return out
+    out[_contacts(label, half_width)] = 0
+    return out
+
+
+def binary_ratio_weight(target):
+    """Weights that balance the two classes of a binary target (any shape, float32 out).
+
+    ``f`` = fraction of non-zero voxels clipped to [0.05, 0.99]; the minority
+    class gets weight (1-f)/f or f/(1-f) (at most 19) and the majority 1. A
+    constant target gives ones. The target values t in [0, 1] interpolate
+    between the two class weights: w = t * w1 + (1 - t) * w0.
+    """
+    target = np.asarray(target, dtype=np.float32)
+    if target.size == 0 or target.min() == target.max():
+        return np.ones(target.shape, np.float32)
+    f = float(np.clip(np.count_nonzero(target) / target.size, 0.05, 0.99))
+    w1, w0 = (1.0, f / (1.0 - f)) if f > 0.5 else ((1.0 - f) / f, 1.0)
+    return (target * np.float32(w1 - w0) + np.float32(w0)).astype(np.float32)
+
+
+def smooth_labels(target, eps):
+    """Label smoothing of a binary target: 0 -> eps, 1 -> 1 - eps, other values kept.
+
+    Returns a new float32 array of the same shape. Apply it after the weights
+    (DATASET.USE_LABEL_SMOOTH / LABEL_SMOOTH).
+    """
+    if not 0.0 <= eps < 0.5:
+        raise ValueError(f"label smoothing eps must be in [0, 0.5), got {eps!r} (DATASET.LABEL_SMOOTH)")
+    target = np.array(target, dtype=np.float32)
+    out = target.copy()
+    out[target == 0] = eps
+    out[target == 1] = 1.0 - eps
+    return out
+
+
+def parse_target_opt(code):
+    """``'0'`` -> (foreground, {}); ``'4-S-B'`` -> (instance_contour, {...}). Raises ValueError."""
+    parts = str(code).split("-")
+    try:
+        if parts == ["0"]:
+            return foreground, {}
+        if parts[0] == "4" and len(parts) <= 3:
+            numbers = [int(p) for p in parts[1:]] + [2, 1][len(parts) - 1:]
+            if numbers[0] >= 0 and numbers[1] in (0, 1):
+                return instance_contour, {"half_width": numbers[0], "include_background": bool(numbers[1])}
+    except ValueError:
+        pass
+    valid = "; ".join(f"{k!r}: {v}" for k, v in TARGET_CODES.items())
+    raise ValueError(f"unknown target code {code!r} (MODEL.TARGET_OPT); valid codes: {valid}")
+
+
+def build_targets(label, target_opts):
+    """One (C_i, Z, Y, X) float32 target per code of ``target_opts`` (MODEL.TARGET_OPT)."""
+    label = _check_label(label)
+    targets = []
+    for code in target_opts:
+        func, kwargs = parse_target_opt(code)
+        targets.append(func(label, **kwargs))
+    return targets
+
+
+def build_weights(targets, weight_opts):
+    """One weight per target (MODEL.WEIGHT_OPT): a float32 array like the target, or None.
+
+    ``weight_opts[i]`` is a list of codes (or one code); its first code decides:
+    '0' -> None (unweighted), '1' -> :func:`binary_ratio_weight`.
+    """
+    if len(weight_opts) != len(targets):
+        raise ValueError(
+            f"MODEL.WEIGHT_OPT has {len(weight_opts)} entries for {len(targets)} targets; "
+            "give one list of weight codes per target"
+        )
+    weights = []
+    for target, codes in zip(targets, weight_opts):
+        code = str(codes if isinstance(codes, (str, int)) else (codes[0] if len(codes) else "0"))
+        if code == "0":
+            weights.append(None)
+        elif code == "1":
+            weights.append(binary_ratio_weight(target))
+        else:
+            valid = "; ".join(f"{k!r}: {v}" for k, v in WEIGHT_CODES.items())
+            raise ValueError(f"unknown weight code {code!r} (MODEL.WEIGHT_OPT); valid codes: {valid}")
+    return weights

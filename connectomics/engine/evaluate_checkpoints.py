@@ -1,0 +1,63 @@
+"""Score a series of checkpoints (what ``eval_iter.sh`` runs)."""
+import logging
+import os
+
+from connectomics.engine.checkpoint import list_checkpoints
+from connectomics.engine.infer import SCORES_CSV, read_scores, run_volume, volume_folders
+
+logger = logging.getLogger(__name__)
+
+
+def plot_scores(csv_path, png_path):
+    """AP-75 and AP-50 over the training iteration."""
+    from connectomics.utils.plots import plot_curve
+
+    scores = read_scores(csv_path)
+    its = sorted(scores)
+    return plot_curve(its, {"AP-75": [scores[i]["AP75"] for i in its], "AP-50": [scores[i]["AP50"] for i in its]},
+                      png_path, ylabel="average precision", title="AP over checkpoints")
+
+
+def format_scores(scores):
+    lines = [f"{'iteration':>10} {'AP-75':>8} {'AP-50':>8}"]
+    lines += [f"{it:>10d} {s['AP75']:>8.4f} {s['AP50']:>8.4f}" for it, s in sorted(scores.items())]
+    return "\n".join(lines)
+
+
+def evaluate_checkpoints(cfg, folder, first=0, last=None):
+    """Inference + post-processing + AP-75 for every checkpoint in ``folder`` with
+    ``first <= iteration <= last``, skipping iterations already in the CSV.
+
+    Results: ``INFERENCE.OUTPUT_PATH/iter_XXXXXX/`` per checkpoint, one row each in
+    ``INFERENCE.OUTPUT_PATH/sum_results_map75.csv`` and ``ap_over_iterations.png``.
+    Returns ``{iteration: {'AP75', 'AP50'}}``.
+    """
+    from connectomics.engine.infer import load_inference_model
+    from connectomics.engine.train import select_device
+    from connectomics.inference import build_predictor
+    from connectomics.postprocess import build_decoder
+
+    found = [(it, p) for it, p in list_checkpoints(folder) if it >= first and (last is None or it <= last)]
+    if not found:
+        raise FileNotFoundError(f"no checkpoint_XXXXXX.pth.tar in {folder} between {first} and {last}")
+    out = cfg.INFERENCE.OUTPUT_PATH
+    csv_path = os.path.join(out, SCORES_CSV)
+    done = read_scores(csv_path)
+    device = select_device(cfg)
+    decode = build_decoder(cfg)
+    image, gt, _ = volume_folders(cfg)[0]
+    for iteration, path in found:
+        if iteration in done:
+            logger.info("checkpoint %d already scored: skipped", iteration)
+            continue
+        model, _ = load_inference_model(cfg, path, device)
+        predictor = build_predictor(cfg, model, device)
+        summary = run_volume(cfg, predictor, decode, image, gt, os.path.join(out, f"iter_{iteration:06d}"))
+        from connectomics.engine.infer import append_score
+
+        append_score(csv_path, iteration, summary)
+    scores = read_scores(csv_path)
+    print(format_scores(scores), flush=True)
+    png = plot_scores(csv_path, os.path.join(out, "ap_over_iterations.png"))
+    logger.info("scores: %s, plot: %s", csv_path, png)
+    return scores

@@ -1,0 +1,170 @@
+"""Chunked, resumable, atomic HDF5 output of inference.
+
+``infer_volume_to_file`` writes the (C, Z, Y, X) uint8 maps to dataset ``main``
+of ``temporary_name(output_path)`` one chunk at a time. After each chunk the
+data is flushed and the chunk's cell of the small uint8 dataset ``done`` (the
+chunk grid) is set and flushed. A run that is killed leaves only the temporary
+file; the next run with the same settings continues at the first unfinished
+chunk. When every chunk is done, ``done`` is removed and the file is renamed to
+``output_path``, so the final name exists only for complete results.
+"""
+import hashlib
+import json
+import logging
+import os
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from connectomics.data.io import h5_chunks, open_volume, temporary_name
+from connectomics.inference.predictor import check_volume
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_ATTR = "inference_settings"
+
+
+class ResumeError(ValueError):
+    """A partial or final output file that was made with other settings."""
+
+
+def model_fingerprint(model):
+    """SHA-1 (hex) of the model's state dict: names, shapes, dtypes and values."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def run_settings(predictor, tiling, input_spec):
+    """The dict stored with a (partial) output and compared when resuming."""
+    settings = dict(predictor.settings())
+    settings.update(volume_shape=list(tiling.volume_shape), chunk_size=list(tiling.chunk_size),
+                    input=os.path.abspath(os.fspath(input_spec)) if _is_spec(input_spec) else "<array>",
+                    model=model_fingerprint(predictor.model))
+    return settings
+
+
+def _is_spec(value):
+    return isinstance(value, (str, os.PathLike))
+
+
+def _stored_settings(f):
+    text = f.attrs.get(SETTINGS_ATTR)
+    return json.loads(text) if text is not None else None
+
+
+def _difference(old, new):
+    keys = sorted(set(old or {}) | set(new))
+    return ", ".join(f"{k}: {(old or {}).get(k)!r} -> {new.get(k)!r}" for k in keys if (old or {}).get(k) != new.get(k))
+
+
+def _open_partial(tmp, settings, grid_shape, overwrite):
+    """Open (resume) or create the temporary file; returns an open ``h5py.File``."""
+    if os.path.exists(tmp):
+        try:
+            f = h5py.File(tmp, "r+")
+        except OSError as err:
+            logger.warning("partial output %s is unreadable (%s); starting again", tmp, err)
+            os.remove(tmp)
+        else:
+            diff = _difference(_stored_settings(f), settings)
+            if not diff and "done" in f:
+                logger.info("resuming %s: %d of %d chunks done", tmp, int(f["done"][...].sum()), f["done"].size)
+                return f
+            f.close()
+            if not overwrite:
+                raise ResumeError(f"partial output {tmp} was made with other settings ({diff or 'no chunk record'}); "
+                                  "pass overwrite=True to start again, or delete that file")
+            os.remove(tmp)
+    f = h5py.File(tmp, "w")
+    f.attrs[SETTINGS_ATTR] = json.dumps(settings, sort_keys=True)
+    f.create_dataset("done", shape=grid_shape, dtype=np.uint8, fillvalue=0)
+    f.flush()
+    return f
+
+
+def _check_final(output_path, settings, overwrite):
+    """True if ``output_path`` already holds this exact result; raise if it holds another one."""
+    if overwrite or not os.path.exists(output_path):
+        return False
+    with h5py.File(output_path, "r") as f:
+        diff = _difference(_stored_settings(f), settings)
+    if diff:
+        raise ResumeError(f"{output_path} exists and was made with other settings ({diff}); "
+                          "pass overwrite=True to replace it")
+    logger.info("%s is already complete; nothing to do", output_path)
+    return True
+
+
+def _write_chunk(f, block, chunk, compression):
+    if "main" not in f:
+        shape = (block.shape[0],) + tuple(f.attrs["volume_shape"])
+        opts = {"compression": compression}
+        if compression == "gzip":
+            opts["compression_opts"] = 1
+        f.create_dataset("main", shape=shape, dtype=np.uint8, chunks=h5_chunks(shape), **opts)
+    dset = f["main"]
+    if dset.shape[0] != block.shape[0]:
+        raise ResumeError(f"{f.filename}: dataset 'main' has {dset.shape[0]} channels, the model gives {block.shape[0]}")
+    dset[(slice(None),) + tuple(slice(a, b) for a, b in chunk.write)] = block
+    f.flush()
+    f["done"][chunk.index] = 1
+    f.flush()
+
+
+def infer_volume_to_file(predictor, input_spec, output_path, chunk_size=None, overwrite=False,
+                         compression="gzip", on_chunk_done=None):
+    """Predict a volume chunk by chunk into ``output_path`` (HDF5, dataset ``main``).
+
+    ``input_spec``: ``file.h5[:key]`` / TIFF / JSON spec, or a (Z, Y, X) array-like
+    (uint8, or float in [0, 1]); only each chunk's read box is read.
+    ``chunk_size``: (z, y, x) output chunk, None -> the predictor's. Output: (C,
+    Z, Y, X) uint8 0..255, HDF5-chunked, ``compression`` 'gzip' (level 1) or 'lzf'.
+    Resumes a killed run (same settings, see module docstring); a partial or
+    final file made with other settings raises :class:`ResumeError` unless
+    ``overwrite``. ``on_chunk_done(chunk, n_done, n_total)`` is called after each
+    chunk is on disk. Returns ``output_path``.
+    """
+    if compression not in ("gzip", "lzf"):
+        raise ValueError(f"compression must be 'gzip' or 'lzf', got {compression!r}")
+    if _is_spec(input_spec):
+        with open_volume(input_spec) as volume:
+            check_volume(volume, os.fspath(input_spec))
+            return _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, compression,
+                          on_chunk_done)
+    check_volume(input_spec)
+    return _infer(predictor, input_spec, input_spec, output_path, chunk_size, overwrite, compression, on_chunk_done)
+
+
+def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, compression, on_chunk_done):
+    tiling = predictor.tiling(volume.shape, chunk_size)
+    settings = run_settings(predictor, tiling, input_spec)
+    if _check_final(output_path, settings, overwrite):
+        return output_path
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    tmp = temporary_name(output_path)
+    logger.info("inference of %s: %d chunks of %s, %d windows (%d with chunk borders), into %s",
+                input_spec if _is_spec(input_spec) else "an array", tiling.num_chunks, tiling.chunk_size,
+                tiling.num_windows, tiling.windows_computed(), output_path)
+    with _open_partial(tmp, settings, tiling.grid_shape, overwrite) as f:
+        f.attrs["volume_shape"] = np.asarray(tiling.volume_shape, dtype=np.int64)
+        done = f["done"][...].astype(bool)
+        n_done = int(done.sum())
+        with tqdm(total=tiling.num_chunks, initial=n_done, unit="chunk", disable=None, desc="inference") as bar:
+            for index in tiling.chunk_indices():
+                if done[index]:
+                    continue
+                chunk = tiling.chunk(index)
+                _write_chunk(f, predictor.predict_chunk(volume, chunk), chunk, compression)
+                n_done += 1
+                bar.update(1)
+                if on_chunk_done is not None:
+                    on_chunk_done(chunk, n_done, tiling.num_chunks)
+        del f["done"]
+    os.replace(tmp, output_path)
+    return output_path
