@@ -24,6 +24,10 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libcpp.deque cimport deque
 from libcpp.vector cimport vector
 
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
 ctypedef fused image_t:
     uint8_t
     float
@@ -78,66 +82,76 @@ cdef inline bint _open(const image_t* image, const label_t* labels, const uint8_
     return _level(image[i], invert) <= max_level
 
 
+cdef inline int _lowest(const unsigned long long* occupied) noexcept nogil:
+    """The lowest level whose FIFO is non-empty, 256 when all are empty."""
+    cdef int w
+    for w in range(4):
+        if occupied[w]:
+            return 64 * w + __builtin_ctzll(occupied[w])
+    return 256
+
+
+cdef inline Py_ssize_t _neighbour(Py_ssize_t z, Py_ssize_t y, Py_ssize_t x, int k,
+                                  Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx) noexcept nogil:
+    """Flat index of neighbour ``k`` of (z, y, x), -1 outside the volume."""
+    z += DZ[k]
+    y += DY[k]
+    x += DX[k]
+    if 0 <= z < nz and 0 <= y < ny and 0 <= x < nx:
+        return (z * ny + y) * nx + x
+    return -1
+
+
 cdef int _flood(const image_t* image, label_t* labels, const uint8_t* mask,
                 Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx, int max_level, bint invert,
                 int connectivity, index_t index_kind) except -1 nogil:
     cdef vector[deque[index_t]] queue = vector[deque[index_t]](256)
+    cdef unsigned long long occupied[4]  # bit l: queue[l] is non-empty
     cdef Py_ssize_t n = nz * ny * nx, nyx = ny * nx
-    cdef Py_ssize_t i, j, z, y, x, zz, yy, xx, r
-    cdef int k, lv, current = 256
+    cdef Py_ssize_t i, j, z, y, x, r
+    cdef int k, lv, current
     cdef label_t label
-    cdef bint frontier
+    occupied[0] = occupied[1] = occupied[2] = occupied[3] = 0
 
-    # Seeds: drop those outside the mask (as scikit-image does), queue the
-    # frontier ones in raster order.
+    # Seeds: drop those outside the mask (as scikit-image does); queue, in
+    # raster order, those with a neighbour left to flood.
     for i in range(n):
         if labels[i] == 0:
             continue
-        if (mask != NULL and mask[i] == 0) or _level(image[i], invert) > max_level:
+        lv = _level(image[i], invert)
+        if (mask != NULL and mask[i] == 0) or lv > max_level:
             labels[i] = 0
             continue
         z = i // nyx
         r = i - z * nyx
         y = r // nx
         x = r - y * nx
-        frontier = False
         for k in range(connectivity):
-            zz = z + DZ[k]
-            yy = y + DY[k]
-            xx = x + DX[k]
-            if 0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx:
-                if _open(image, labels, mask, zz * nyx + yy * nx + xx, max_level, invert):
-                    frontier = True
-                    break
-        if frontier:
-            lv = _level(image[i], invert)
-            queue[lv].push_back(<index_t>i)
-            if lv < current:
-                current = lv
+            j = _neighbour(z, y, x, k, nz, ny, nx)
+            if j >= 0 and _open(image, labels, mask, j, max_level, invert):
+                queue[lv].push_back(<index_t>i)
+                occupied[lv >> 6] |= 1ULL << (lv & 63)
+                break
 
+    current = _lowest(occupied)
     while current < 256:
-        if queue[current].empty():
-            current += 1
-            continue
         i = <Py_ssize_t>queue[current].front()
         queue[current].pop_front()
+        if queue[current].empty():
+            occupied[current >> 6] &= ~(1ULL << (current & 63))
         label = labels[i]
         z = i // nyx
         r = i - z * nyx
         y = r // nx
         x = r - y * nx
         for k in range(connectivity):
-            zz = z + DZ[k]
-            yy = y + DY[k]
-            xx = x + DX[k]
-            if 0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx:
-                j = zz * nyx + yy * nx + xx
-                if _open(image, labels, mask, j, max_level, invert):
-                    labels[j] = label
-                    lv = _level(image[j], invert)
-                    queue[lv].push_back(<index_t>j)
-                    if lv < current:
-                        current = lv
+            j = _neighbour(z, y, x, k, nz, ny, nx)
+            if j >= 0 and _open(image, labels, mask, j, max_level, invert):
+                labels[j] = label
+                lv = _level(image[j], invert)
+                queue[lv].push_back(<index_t>j)
+                occupied[lv >> 6] |= 1ULL << (lv & 63)
+        current = _lowest(occupied)
     return 0
 
 

@@ -91,7 +91,9 @@ _C.AUGMENTOR.RESCALE = CN({"ENABLED": True, "P": 0.5})  # in-plane rescale by U(
 _C.AUGMENTOR.FLIP = CN({"ENABLED": True, "P": 1.0, "DO_ZTRANS": 0})  # flips and y-x transpose
 _C.AUGMENTOR.ELASTIC = CN({"ENABLED": True, "P": 0.75, "ALPHA": 16.0, "SIGMA": 4.0})  # elastic warp
 _C.AUGMENTOR.GRAYSCALE = CN({"ENABLED": True, "P": 0.75})  # contrast, brightness, gamma
-_C.AUGMENTOR.MISSINGPARTS = CN({"ENABLED": True, "P": 0.9})  # a thick line of missing data
+_C.AUGMENTOR.MISSINGPARTS = CN(
+    {"ENABLED": True, "P": 0.9, "SLICE_P": 0.9, "HALF_WIDTH": 40}
+)  # a thick band of missing data: SLICE_P per-slice hit probability, HALF_WIDTH band half-width (px)
 _C.AUGMENTOR.MISSINGSECTION = CN({"ENABLED": True, "P": 0.5, "NUM_SECTION": 2})  # dropped slices
 _C.AUGMENTOR.MISALIGNMENT = CN(
     {"ENABLED": True, "P": 0.5, "DISPLACEMENT": 16, "ROTATE_RATIO": 0.5}
@@ -179,10 +181,17 @@ _C.POSTPROCESS.FOREGROUND_THRESHOLD = 0.85  # watershed mask: foreground > this
 _C.POSTPROCESS.MIN_SIZE = 128  # instances smaller than this (voxels) are removed
 _C.POSTPROCESS.SMALL_MODE = "background"  # small instances: background | neighbor
 _C.POSTPROCESS.CONNECTIVITY = 6  # watershed / connected-component connectivity: 6 | 26
-_C.POSTPROCESS.DILATION = [1, 7, 7]  # seed_agglomerate: max-filter size (z, y, x)
+_C.POSTPROCESS.DILATION = [1, 7, 7]  # bc_connected / seed_agglomerate: growth window (z, y, x), odd sizes
+_C.POSTPROCESS.DILATION_MODE = "background"  # background: grow into 0 only, nearest id | grey: predecessor max-filter
 _C.POSTPROCESS.MERGE_THRESHOLD = 0.5  # watershed_agglomerate: waterz merge threshold
-_C.POSTPROCESS.MERGE_FUNCTION = "mean"  # watershed_agglomerate: mean | quantile75 | quantile50
+_C.POSTPROCESS.MERGE_FUNCTION = "mean"  # watershed_agglomerate: mean | quantileNN (NN = 10, 15, ..., 95)
 _C.POSTPROCESS.OUTPUT_NAME = "instances.h5"  # file name of the uint32 instance volume
+_C.POSTPROCESS.TUNE = CN()  # scripts/tune_postprocess.py: grids searched for the best AP-75
+_C.POSTPROCESS.TUNE.SEED_THRESHOLDS = [0.6, 0.7, 0.8, 0.85, 0.9, 0.95]  # heat-map axis 1
+_C.POSTPROCESS.TUNE.CONTOUR_THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # heat-map axis 2
+_C.POSTPROCESS.TUNE.FOREGROUND_THRESHOLDS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9]  # then refined one at a time
+_C.POSTPROCESS.TUNE.MERGE_THRESHOLDS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # watershed_agglomerate only
+_C.POSTPROCESS.TUNE.MAX_EVALS = 80  # decodes at most (the grid is thinned to fit)
 
 # ---------------------------------------------------------------------------- EVAL
 _C.EVAL = CN()

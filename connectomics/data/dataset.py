@@ -57,34 +57,53 @@ def pad_volume(volume, pad):
 
 
 def load_training_volumes(image_specs, label_specs, mask_specs=(), pad=(0, 0, 0), scale=(1, 1, 1),
-                          erosion=0, binary=False):
+                          erosion=0, binary=False, chunk=None):
     """Read, rescale, widen borders and pad every training volume.
 
+    ``chunk``: None for whole volumes, or ``(chunk_num, chunk_id, overlap)`` to read one
+    chunk of each (mirrored at the volume border, see ``connectomics.data.chunks``).
     Returns lists of uint8 images, uint32 labels and (optional) uint8 masks.
     """
-    from connectomics.data.targets import widen_border
-
     images, labels, masks = [], [], []
     for i, (ispec, lspec) in enumerate(zip(image_specs, label_specs)):
-        image = prepare_image(read_volume(ispec), ispec)
-        label = prepare_label(read_volume(lspec), lspec, binary)
+        mspec = mask_specs[i] if mask_specs else None
+        image, label, mask = _read_pair(ispec, lspec, mspec, pad, chunk)
+        image, label = prepare_image(image, ispec), prepare_label(label, lspec, binary)
         if image.shape != label.shape:
             raise VolumeError(f"image {ispec} has shape {image.shape} but label {lspec} has {label.shape}")
+        if mask is not None and mask.shape != image.shape:
+            raise VolumeError(f"mask {mspec} has shape {mask.shape}, image {ispec} {image.shape}")
         if any(s != 1 for s in scale):
             from scipy.ndimage import zoom
 
             image, label = zoom(image, scale, order=1), zoom(label, scale, order=0)
+            mask = None if mask is None else zoom(mask, scale, order=0)
         if erosion:
+            from connectomics.data.targets import widen_border
+
             label = widen_border(label, erosion)
-        images.append(pad_volume(image, pad))
-        labels.append(pad_volume(label, pad))
-        if mask_specs:
-            mask = (read_volume(mask_specs[i]) > 0).astype(np.uint8)
-            if mask.shape != image.shape:
-                raise VolumeError(f"mask {mask_specs[i]} has shape {mask.shape}, image {image.shape}")
-            masks.append(pad_volume(mask, pad))
+        images.append(image)
+        labels.append(label)
+        if mask is not None:
+            masks.append((mask > 0).astype(np.uint8))
         logger.info("training volume %s: %s, %d instances", ispec, image.shape, int(label.max()))
     return images, labels, (masks or None)
+
+
+def _read_pair(ispec, lspec, mspec, pad, chunk):
+    """Image, label and mask arrays (mask None): whole and mirror-padded, or one padded chunk."""
+    if chunk is None:
+        arrays = [read_volume(s) if s else None for s in (ispec, lspec, mspec)]
+        return [None if a is None else pad_volume(_squeeze(a), pad) for a in arrays]
+    from connectomics.data.chunks import chunk_box, read_chunk, volume_shape
+
+    chunk_num, chunk_id, overlap = chunk
+    box = chunk_box(volume_shape(ispec), chunk_num, chunk_id, overlap)
+    return [read_chunk(s, box, pad) if s else None for s in (ispec, lspec, mspec)]
+
+
+def _squeeze(array):
+    return array[0] if array.ndim == 4 and array.shape[0] == 1 else array
 
 
 class TrainingSamples(torch.utils.data.Dataset):
@@ -148,8 +167,8 @@ def sample_loader(dataset, batch_size, first_sample, num_samples, num_workers):
         prefetch_factor=2 if num_workers else None)
 
 
-def build_train_dataset(cfg):
-    """The config door: volumes, sampler, augmentor -> :class:`TrainingSamples`."""
+def build_train_dataset(cfg, chunk_id=None):
+    """The config door: volumes (or chunk ``chunk_id`` of each), sampler, augmentor -> :class:`TrainingSamples`."""
     from connectomics.data.augmentation import build_train_augmentor
 
     d = cfg.DATASET
@@ -157,7 +176,8 @@ def build_train_dataset(cfg):
     sample_size = augmentor.sample_size if augmentor is not None else tuple(cfg.MODEL.INPUT_SIZE)
     images, labels, masks = load_training_volumes(
         split_names(d.IMAGE_NAME), split_names(d.LABEL_NAME), split_names(d.VALID_MASK_NAME),
-        pad=d.PAD_SIZE, scale=d.DATA_SCALE, erosion=d.LABEL_EROSION, binary=d.LABEL_BINARY)
+        pad=d.PAD_SIZE, scale=d.DATA_SCALE, erosion=d.LABEL_EROSION, binary=d.LABEL_BINARY,
+        chunk=None if chunk_id is None else (tuple(d.DATA_CHUNK_NUM), chunk_id, d.DATA_CHUNK_STRIDE))
     sampler = WindowSampler(images, labels, sample_size, masks, d.REJECT_SAMPLING.SIZE_THRES,
                             d.REJECT_SAMPLING.P, d.DATA_INVALID_THRES[0], int(d.DATA_INVALID_THRES[1]))
     return TrainingSamples(sampler, augmentor, cfg.MODEL.TARGET_OPT, cfg.MODEL.WEIGHT_OPT, cfg.SYSTEM.SEED,

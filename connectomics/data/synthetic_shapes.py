@@ -20,9 +20,9 @@ import numpy as np
 ANISOTROPY = 30.0 / 8.0  # MitoEM voxel size (z, y, x) = (30, 8, 8) nm
 # size class: (share of the instances, voxel-count range, y/x radius range)
 SIZE_CLASSES = {
-    "large": (0.17, (34000.0, 80000.0), (12.0, 22.0)),
-    "medium": (0.38, (6500.0, 26000.0), (8.0, 16.0)),
-    "small": (0.45, (2300.0, 4700.0), (5.0, 10.0)),
+    "large": (0.2, (34000.0, 80000.0), (12.0, 22.0)),
+    "medium": (0.45, (6500.0, 26000.0), (8.0, 16.0)),
+    "small": (0.35, (2300.0, 4700.0), (5.0, 10.0)),
 }
 STEP = 4.0  # curve sampling step (metric voxels)
 GAP = 3.0  # minimum background gap between instances that do not touch (y/x voxels)
@@ -51,10 +51,13 @@ class Canvas:
     dnorm: np.ndarray
     arc: np.ndarray
     radius: list
+    size: list
 
     @classmethod
     def empty(cls, shape):
-        return cls(np.zeros(shape, np.uint32), np.ones(shape, np.float32), np.zeros(shape, np.float32), [0.0])
+        shape = tuple(int(n) for n in shape)
+        return cls(np.zeros(shape, np.uint32), np.ones(shape, np.float32), np.zeros(shape, np.float32),
+                   [0.0], [0])
 
 
 def zscale_for(radius):
@@ -115,9 +118,14 @@ def make_tube(rng, metric_points, radius, center=None):
     return Tube(points, radius_profile(rng, radius, len(points)), s)
 
 
-def tube_box(tube, shape, margin):
-    """Voxel box (lo, hi) around ``tube`` plus ``margin`` (y/x voxels), clipped to ``shape``; None if empty."""
-    reach = tube.radii.max() + margin
+def _reach(radius):
+    """How far (y/x voxels) from the axis a tube's fields are needed: outline wobble plus the gap test."""
+    return 1.4 * radius + GAP + 1.0
+
+
+def tube_box(tube, shape):
+    """Voxel box (lo, hi) around ``tube`` and its gap margin, clipped to ``shape``; None if empty."""
+    reach = _reach(tube.radii.max())
     pad = np.array([reach / tube.zscale, reach, reach])
     lo = np.maximum(np.floor(tube.points.min(axis=0) - pad), 0).astype(int)
     hi = np.minimum(np.ceil(tube.points.max(axis=0) + pad) + 1, shape).astype(int)
@@ -143,28 +151,271 @@ def tube_fields(tube, lo, hi):
     """Normalised distance and arc length, float32 arrays of the box ``lo:hi`` (voxel z, y, x).
 
     Each segment only visits its own sub-box, so the cost follows the tube's volume,
-    not its bounding box.
+    not its bounding box. Outside the reach of the axis the distance is inf.
     """
     shape = tuple(hi - lo)
     dnorm = np.full(shape, np.inf, np.float32)
     arc = np.zeros(shape, np.float32)
     scale = np.array([tube.zscale, 1.0, 1.0])
-    metric = tube.points * scale
-    seg_len = np.linalg.norm(np.diff(metric, axis=0), axis=1) if len(metric) > 1 else np.zeros(0)
+    keep = coarse_vertices(tube)
+    points, radii = tube.points[keep], tube.radii[keep]
+    metric = points * scale
+    seg_len = np.linalg.norm(np.diff(metric, axis=0), axis=1)
     arc0 = np.concatenate([[0.0], np.cumsum(seg_len)])
-    pairs = [(i, i + 1) for i in range(len(metric) - 1)] or [(0, 0)]
-    for i, j in pairs:
-        reach = max(tube.radii[i], tube.radii[j]) * 1.5  # 1.5: room for the outline wobble
+    for i, j in [(i, i + 1) for i in range(len(metric) - 1)] or [(0, 0)]:
+        reach = _reach(max(radii[i], radii[j]))
         pad = np.array([reach / tube.zscale, reach, reach])
-        slo = np.maximum(np.floor(np.minimum(tube.points[i], tube.points[j]) - pad).astype(int), lo)
-        shi = np.minimum(np.ceil(np.maximum(tube.points[i], tube.points[j]) + pad).astype(int) + 1, hi)
+        slo = np.maximum(np.floor(np.minimum(points[i], points[j]) - pad).astype(int), lo)
+        shi = np.minimum(np.ceil(np.maximum(points[i], points[j]) + pad).astype(int) + 1, hi)
         if np.any(shi <= slo):
             continue
         grids = np.ogrid[slo[0]:shi[0], slo[1]:shi[1], slo[2]:shi[2]]
         grids = [g.astype(np.float32) * np.float32(k) for g, k in zip(grids, scale)]
-        d, t = _segment_fields(metric[i], metric[j], tube.radii[i], tube.radii[j], grids)
+        d, t = _segment_fields(metric[i], metric[j], radii[i], radii[j], grids)
         view = tuple(slice(a - b, c - b) for a, b, c in zip(slo, lo, shi))
         closer = d < dnorm[view]
-        dnorm[view][closer] = d[closer]
-        arc[view][closer] = (arc0[i] + t * seg_len[i] if seg_len.size else t)[closer]
+        np.copyto(dnorm[view], d, where=closer)
+        np.copyto(arc[view], np.float32(arc0[i]) + t * np.float32(seg_len[i] if seg_len.size else 0.0),
+                  where=closer)
     return dnorm, arc
+
+
+def coarse_vertices(tube):
+    """Indices of axis points kept for rasterising: about one per radius of arc, ends included.
+
+    Longer segments mean less overlap between the segments' sub-boxes; the
+    union of capsules stays smooth because the axis bends little per radius.
+    """
+    n = len(tube.points)
+    stride = max(1, int(round(0.8 * tube.radii.mean() / STEP)))
+    keep = list(range(0, n, stride))
+    if keep[-1] != n - 1:
+        keep.append(n - 1)
+    return np.array(keep)
+
+
+def axis_hits(canvas, tube, partner):
+    """True if an axis point of ``tube`` lies in an instance other than ``partner`` (a cheap early reject)."""
+    idx = np.round(tube.points).astype(int)
+    inside = np.all((idx >= 0) & (idx < canvas.label.shape), axis=1)
+    hit = canvas.label[tuple(idx[inside].T)]
+    return bool(np.any((hit != 0) & (hit != partner)))
+
+
+def smooth_field(shape, spacing, rng):
+    """Smooth Gaussian random field, float32 of ``shape``, mean 0 and unit variance at every voxel.
+
+    White noise on a coarse grid (node distance ``spacing`` voxels per axis) is
+    interpolated with Gaussian weights, one matrix product per axis (cheap:
+    about ``shape.size * coarse_z`` multiply-adds).
+    """
+    spacing = np.broadcast_to(np.asarray(spacing, float), (3,))
+    coarse = [int(np.ceil(n / sp)) + 4 for n, sp in zip(shape, spacing)]
+    field = rng.standard_normal(coarse, dtype=np.float32)
+    for axis in (2, 1, 0):
+        n, sp = shape[axis], spacing[axis]
+        nodes = (np.arange(coarse[axis]) - 2.0) * sp
+        weights = np.exp(-0.5 * ((np.arange(n)[:, None] - nodes[None, :]) / sp) ** 2)
+        weights /= np.sqrt((weights ** 2).sum(axis=1, keepdims=True))  # unit variance per voxel
+        field = resample_axis(field, weights.astype(np.float32), axis)
+    return field
+
+
+def resample_axis(volume, weights, axis):
+    """``volume`` (3D) with ``axis`` mapped through ``weights`` (new_n, old_n) by a matrix product."""
+    volume = np.ascontiguousarray(volume)
+    if axis == 2:
+        flat = volume.reshape(-1, volume.shape[2]) @ np.ascontiguousarray(weights.T)
+        return flat.reshape(volume.shape[:2] + (weights.shape[0],))
+    if axis == 1:  # one large product: batched small ones are slow with a threaded BLAS
+        return np.ascontiguousarray(np.tensordot(weights, volume, axes=(1, 1)).transpose(1, 0, 2))
+    return (weights @ volume.reshape(volume.shape[0], -1)).reshape((weights.shape[0],) + volume.shape[1:])
+
+
+def shared_faces(a, b, axes=(0, 1, 2)):
+    """Number of voxel pairs between boolean masks ``a`` and ``b`` (3D) adjacent along ``axes``."""
+    total = 0
+    for axis in axes:
+        lo = [slice(None)] * a.ndim
+        hi = [slice(None)] * a.ndim
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        total += int(np.count_nonzero(a[lo] & b[hi])) + int(np.count_nonzero(a[hi] & b[lo]))
+    return total
+
+
+def separable_in_plane(a, b, half_width=3):
+    """True if per-section contours can split touching masks ``a`` and ``b`` (3D bool).
+
+    The cores left after an in-plane erosion by ``half_width`` (what a contour
+    band of that half-width leaves as seeds) must not touch across sections;
+    otherwise a seeded watershed merges the two through an oblique face.
+    """
+    from scipy import ndimage as ndi
+
+    window = np.ones((1, 2 * half_width + 1, 2 * half_width + 1), bool)
+    core_a = ndi.binary_erosion(a, window, border_value=1)
+    core_b = ndi.binary_erosion(b, window, border_value=1)
+    return shared_faces(core_a, core_b) == 0
+
+
+def place_tube(canvas, tube, wobble, wobble_amp, partner=0, min_voxels=300, min_shared=30):
+    """Add ``tube`` to ``canvas`` if it keeps its distance from every instance but ``partner``.
+
+    With ``partner`` > 0 the tube must overlap or touch that instance: shared voxels
+    go to the tube they lie deeper in, and the two must end up sharing at least
+    ``min_shared`` voxel faces while each keeps half its voxels. Returns the new id, or 0.
+    """
+    box = tube_box(tube, canvas.label.shape)
+    if box is None or axis_hits(canvas, tube, partner):
+        return 0
+    lo, hi = box
+    view = tuple(slice(a, b) for a, b in zip(lo, hi))
+    dnorm, arc = tube_fields(tube, lo, hi)
+    dnorm += np.float32(wobble_amp) * wobble[view]
+    radius = float(tube.radii.mean())
+    inside = dnorm < 1.0
+    labels = canvas.label[view]
+    near = dnorm < 1.0 + GAP / radius
+    near[1:] |= near[:-1].copy()  # and one more section above and below: a gap of ~2 sections in z
+    near[:-1] |= near[1:].copy()
+    near = labels[near]
+    if np.any(near[near != partner]) or np.count_nonzero(inside) < min_voxels:
+        return 0
+    take = inside
+    if partner:
+        mine = labels == partner
+        take = inside & (~mine | (dnorm < canvas.dnorm[view]))
+        lost = int(np.count_nonzero(take & mine))
+        kept = int(np.count_nonzero(take))
+        if (kept < max(min_voxels, 0.5 * np.count_nonzero(inside)) or lost > 0.5 * canvas.size[partner]
+                or shared_faces(take, mine & ~take, axes=(1, 2)) < min_shared
+                or not separable_in_plane(take, mine & ~take)):
+            return 0
+        canvas.size[partner] -= lost
+    new_id = len(canvas.radius)
+    labels[take] = new_id
+    canvas.dnorm[view][take] = dnorm[take]
+    canvas.arc[view][take] = arc[take]
+    canvas.radius.append(radius)
+    canvas.size.append(int(np.count_nonzero(take)))
+    return new_id
+
+
+def _end_partner(rng, first, size_range, radius_range):
+    """A tube that starts inside one end of ``first`` and continues roughly its way."""
+    radius, length = tube_geometry(rng, size_range, radius_range)
+    points = first.points * np.array([zscale_for(radius), 1.0, 1.0])  # in the new tube's metric
+    radii = first.radii
+    if rng.random() < 0.5:
+        points, radii = points[::-1], radii[::-1]
+    direction = points[-1] - points[-2] if len(points) > 1 else random_direction(rng)
+    direction = direction * np.array([0.3, 1.0, 1.0])  # meet side by side in y/x: a face a 2D contour sees
+    direction = direction / (np.linalg.norm(direction) or 1.0)
+    start = points[-1] + direction * (radii[-1] + radius) * rng.uniform(0.5, 0.8)
+    turn = direction + rng.normal(0.0, 0.4, 3)
+    return make_tube(rng, random_axis(rng, length, start=start, direction=turn / np.linalg.norm(turn)), radius)
+
+
+def _side_partner(rng, first):
+    """A thinner tube that runs alongside part of ``first``, pressed against it."""
+    radius = float(max(5.0, first.radii.mean() * rng.uniform(0.6, 1.0)))
+    points = first.points * np.array([zscale_for(radius), 1.0, 1.0])
+    k = int(rng.integers(3, len(points) + 1))
+    k0 = int(rng.integers(0, len(points) - k + 1))
+    window = points[k0:k0 + k]
+    direction = window[-1] - window[0]
+    direction /= np.linalg.norm(direction) or 1.0
+    side = rng.standard_normal(3) * np.array([0.3, 1.0, 1.0])  # mostly beside it in y/x, like real pairs
+    side -= (side @ direction) * direction
+    side /= np.linalg.norm(side) or 1.0
+    offset = side * (first.radii[k0:k0 + k].mean() + radius) * rng.uniform(0.6, 0.85)
+    return make_tube(rng, window + offset, radius)
+
+
+def partner_tube(rng, first, size_range, radius_range):
+    """A tube meant to overlap ``first``: end to end, or (long tubes, half the time) side by side."""
+    if len(first.points) >= 4 and rng.random() < 0.5:
+        return _side_partner(rng, first)
+    return _end_partner(rng, first, size_range, radius_range)
+
+
+def draw_size_classes(rng, n):
+    """``n`` size-class names in random order, counts proportional to the shares (stratified).
+
+    With n >= 3 every class appears at least once.
+    """
+    names = list(SIZE_CLASSES)
+    shares = np.array([SIZE_CLASSES[k][0] for k in names])
+    exact = n * shares / shares.sum()
+    counts = np.floor(exact).astype(int)
+    rest = exact - counts
+    if n > counts.sum():
+        extra = rng.choice(len(names), size=n - counts.sum(), replace=False, p=rest / rest.sum())
+        counts[extra] += 1
+    for k in range(len(names)):
+        if n >= len(names) and counts[k] == 0:
+            counts[k] += 1
+            counts[np.argmax(counts)] -= 1
+    drawn = [name for name, count in zip(names, counts) for _ in range(count)]
+    return [drawn[i] for i in rng.permutation(n)]
+
+
+def mean_instance_size():
+    """Expected voxel count of one instance (log-uniform sizes in each class)."""
+    total = 0.0
+    for share, (a, b), _ in SIZE_CLASSES.values():
+        total += share * (b - a) / np.log(b / a)
+    return total / sum(share for share, _, _ in SIZE_CLASSES.values())
+
+
+def pack_tubes(shape, rng, n_instances, touching_fraction=0.3, wobble_amp=0.12, tries=30):
+    """A :class:`Canvas` with up to ``n_instances`` tubes; about ``touching_fraction`` of them in touching pairs.
+
+    Tubes that cannot be placed after ``tries`` draws are skipped, so crowded
+    volumes hold fewer instances than asked.
+    """
+    canvas = Canvas.empty(shape)
+    wobble = smooth_field(canvas.label.shape, (2.0, 6.0, 6.0), rng)
+    n_pairs = int(round(n_instances * touching_fraction / 2))
+    n_primary = n_instances - n_pairs
+    primary = sorted(draw_size_classes(rng, n_primary), key=list(SIZE_CLASSES).index)  # large first: they fit best
+    partners = draw_size_classes(rng, n_pairs)
+    paired = set(rng.choice(n_primary, size=min(n_pairs, n_primary), replace=False).tolist())
+    lo, hi = 0.1 * np.array(shape), 0.9 * np.array(shape)
+    for i, name in enumerate(primary):
+        _, sizes, radii = SIZE_CLASSES[name]
+        new = 0
+        for _ in range(tries):
+            radius, length = tube_geometry(rng, sizes, radii)
+            tube = make_tube(rng, random_axis(rng, length), radius, center=rng.uniform(lo, hi))
+            new = place_tube(canvas, tube, wobble, wobble_amp, min_voxels=0.9 * sizes[0])  # not clipped away
+            if new:
+                break
+        if new and i in paired:
+            _, sizes, radii = SIZE_CLASSES[partners.pop()]
+            for _ in range(tries):
+                if place_tube(canvas, partner_tube(rng, tube, sizes, radii), wobble, wobble_amp, partner=new,
+                              min_voxels=min(sizes[0], 1500)):
+                    break
+    return canvas
+
+
+def keep_largest_parts(label, min_size):
+    """In place: each id keeps only its largest 6-connected part; parts under ``min_size`` voxels become 0."""
+    import cc3d
+
+    parts = cc3d.connected_components(label, connectivity=6)
+    flat = parts.reshape(-1)
+    count = np.bincount(flat)
+    owner = np.zeros(count.size, np.int64)
+    owner[flat] = label.reshape(-1)
+    order = np.lexsort((count, owner))  # by owner, then size: the last part of each owner is its largest
+    best = np.zeros(int(owner.max()) + 1, np.int64)
+    best[owner[order]] = order
+    keep = np.zeros(count.size, bool)
+    keep[best] = True
+    keep &= count >= min_size
+    keep[owner == 0] = False
+    label[~keep[parts]] = 0
+    return label

@@ -21,6 +21,9 @@ TARGET_CODES = {"0": "foreground", "4-S-B": "instance contour (S half-width, B 1
 WEIGHT_CODES = {"0": "no weight", "1": "binary class-ratio weight"}
 
 
+_MAX_ID = np.iinfo(np.int64).max
+
+
 def _check_label(label, name="label"):
     label = np.asarray(label)
     if label.ndim != 3:
@@ -29,6 +32,11 @@ def _check_label(label, name="label"):
         return label.view(np.uint8)
     if not np.issubdtype(label.dtype, np.integer):
         raise TypeError(f"{name} must hold integer instance ids, got dtype {label.dtype}")
+    if np.issubdtype(label.dtype, np.signedinteger) and label.size and label.min() < 0:
+        raise ValueError(f"{name} has negative ids (min {label.min()}); ids must be >= 0, 0 = background")
+    if label.dtype == np.uint64 and label.size and label.max() > _MAX_ID:
+        # scipy's rank filters compute uint64 as int64
+        raise ValueError(f"{name} has an id above 2**63 - 1 ({label.max()}); relabel it first")
     return label
 
 
@@ -41,15 +49,16 @@ def _window(half_width):
 def _window_max_min(label, half_width, ignore_zero):
     """Per-slice window max and min; with ``ignore_zero`` the min skips background.
 
-    Windows with only background get min = the dtype's max value. Computed in
-    the label dtype (no int64 copy).
+    Windows with only background get min = the largest id value (a sentinel
+    that is harmless even when it is a real id). Computed in the label dtype
+    (no int64 copy).
     """
     size = _window(half_width)
     wmax = ndimage.maximum_filter(label, size=size, mode="reflect")
     source = label
     if ignore_zero:
         source = label.copy()
-        source[label == 0] = np.iinfo(label.dtype).max
+        source[label == 0] = min(np.iinfo(label.dtype).max, _MAX_ID)
     wmin = ndimage.minimum_filter(source, size=size, mode="reflect")
     return wmax, wmin
 
@@ -91,14 +100,16 @@ def widen_border(label, half_width):
     label (Z, Y, X) int -> a new array of the same shape and dtype (the input is
     not modified). Touching instances end up separated by a background gap of
     about 2h voxels; borders with background are unchanged. ``half_width`` 0
-    returns a copy. Config DATASET.LABEL_EROSION (predecessor seg_widen_border).
+    returns a copy. Works in slabs of 8 slices, so the temporaries stay small
+    for whole volumes. Config DATASET.LABEL_EROSION (predecessor seg_widen_border).
     """
     label = _check_label(label)
     _window(half_width)
     out = label.copy()
     if half_width == 0:
         return out
-    out[_contacts(label, half_width)] = 0
+    for z0 in range(0, label.shape[0], 8):  # slabs: whole training volumes pass through here
+        out[z0:z0 + 8][_contacts(label[z0:z0 + 8], half_width)] = 0
     return out
 
 

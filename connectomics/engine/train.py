@@ -25,14 +25,31 @@ def select_device(cfg):
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def iterate_batches(cfg, dataset, start_iter):
-    """Batches for iterations ``start_iter .. ITERATION_TOTAL - 1``, one sample range per run."""
+def iterate_batches(cfg, start_iter, build_dataset):
+    """Batches for iterations ``start_iter .. ITERATION_TOTAL - 1``.
+
+    ``build_dataset(chunk_id)`` gives the samples of a chunk (None: whole volumes). In chunked
+    mode (DATASET.DO_CHUNK_TITLE) a new chunk is loaded every DATASET.DATA_CHUNK_ITER iterations.
+    Sample indices are global, so the batches do not depend on where a run was resumed.
+    """
+    from connectomics.data.chunks import chunk_for_period
     from connectomics.data.dataset import sample_loader
 
-    batch = cfg.SOLVER.SAMPLES_PER_BATCH
-    remaining = cfg.SOLVER.ITERATION_TOTAL - start_iter
-    loader = sample_loader(dataset, batch, start_iter * batch, remaining * batch, cfg.SYSTEM.NUM_CPUS)
-    return iter(loader)
+    batch, total, workers = cfg.SOLVER.SAMPLES_PER_BATCH, cfg.SOLVER.ITERATION_TOTAL, cfg.SYSTEM.NUM_CPUS
+    if not cfg.DATASET.DO_CHUNK_TITLE:
+        yield from sample_loader(build_dataset(None), batch, start_iter * batch, (total - start_iter) * batch, workers)
+        return
+    period_len = cfg.DATASET.DATA_CHUNK_ITER
+    num = cfg.DATASET.DATA_CHUNK_NUM
+    ids = list(cfg.DATASET.DATA_CHUNK_NUM_IND) or list(range(num[0] * num[1] * num[2]))
+    it = start_iter
+    while it < total:
+        period = it // period_len
+        end = min(total, (period + 1) * period_len)
+        chunk_id = chunk_for_period(period, ids, cfg.SYSTEM.SEED)
+        logger.info("iterations %d..%d on chunk %d", it, end - 1, chunk_id)
+        yield from sample_loader(build_dataset(chunk_id), batch, it * batch, (end - it) * batch, workers)
+        it = end
 
 
 def make_validator(cfg, device):
@@ -109,7 +126,7 @@ def run_training(cfg, checkpoint=None):
         return latest_checkpoint(folder) or checkpoint
     logger.info("training %s on %s: iterations %d..%d, %d parameters", cfg.MODEL.ARCHITECTURE, device,
                 start, total, sum(p.numel() for p in model.parameters()))
-    batches = iterate_batches(cfg, build_train_dataset(cfg), start)
+    batches = iterate_batches(cfg, start, lambda chunk_id: build_train_dataset(cfg, chunk_id))
     writer = _tensorboard(cfg, folder)
     checkpointer = CheckpointHook(folder, cfg.SOLVER.ITERATION_SAVE, cfg.MODEL.ARCHITECTURE)
     hooks = [LoggingHook(cfg.MONITOR.ITERATION_NUM[0], writer, folder,

@@ -95,8 +95,11 @@ class Predictor:
             raise ValueError(f"the model maps input {tuple(x.shape)} to {tuple(y.shape)}; inference needs "
                              "(B, C, Z, Y, X) with the input's B, Z, Y, X (a same-size network)")
         y = y.float()
-        # out of place: a model may return (a view of) its input
-        return torch.sigmoid(y) if self.output_act == "sigmoid" else y
+        if self.output_act == "none":
+            return y
+        if y.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+            y = y.clone()  # a model that returns (a view of) its input: keep the input intact
+        return y.sigmoid_()  # in place: half the time of torch.sigmoid on the CPU
 
     def predict_chunk(self, volume, chunk):
         """Predict one :class:`~connectomics.inference.tiling.Chunk` of ``volume``.

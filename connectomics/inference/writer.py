@@ -101,9 +101,9 @@ def _check_final(output_path, settings, overwrite):
     return True
 
 
-def _write_chunk(f, block, chunk, compression):
+def _write_chunk(f, block, chunk, volume_shape, compression):
     if "main" not in f:
-        shape = (block.shape[0],) + tuple(f.attrs["volume_shape"])
+        shape = (block.shape[0],) + tuple(volume_shape)
         opts = {"compression": compression}
         if compression == "gzip":
             opts["compression_opts"] = 1
@@ -152,7 +152,6 @@ def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, co
                 input_spec if _is_spec(input_spec) else "an array", tiling.num_chunks, tiling.chunk_size,
                 tiling.num_windows, tiling.windows_computed(), output_path)
     with _open_partial(tmp, settings, tiling.grid_shape, overwrite) as f:
-        f.attrs["volume_shape"] = np.asarray(tiling.volume_shape, dtype=np.int64)
         done = f["done"][...].astype(bool)
         n_done = int(done.sum())
         with tqdm(total=tiling.num_chunks, initial=n_done, unit="chunk", disable=None, desc="inference") as bar:
@@ -160,7 +159,7 @@ def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, co
                 if done[index]:
                     continue
                 chunk = tiling.chunk(index)
-                _write_chunk(f, predictor.predict_chunk(volume, chunk), chunk, compression)
+                _write_chunk(f, predictor.predict_chunk(volume, chunk), chunk, tiling.volume_shape, compression)
                 n_done += 1
                 bar.update(1)
                 if on_chunk_done is not None:

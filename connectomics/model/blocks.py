@@ -8,6 +8,8 @@ by 2 per level, so every block keeps Z and most keep Y, X.
   ``taps / in-bounds taps`` (the partial convolution with an all-ones mask), without mask tensors.
 - :class:`ResidualConvMod`: ``(1,3,3)`` entry conv, then two 3x3x3 convs with an additive skip.
 - :func:`bilinear_up`: the fixed bilinear x2 up-sampling in y, x (zero border).
+- :class:`Conv3d`: ``nn.Conv3d`` that stays on PyTorch's fast oneDNN path on the CPU (see
+  :func:`conv3d`).
 """
 import math
 
@@ -56,13 +58,58 @@ def _triple(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
 
 
+# PyTorch runs a float32 CPU conv3d through oneDNN only when B > 1, groups > 1, both in-plane kernel
+# sizes > 3 or B * C * size(2) * size(3) > 20480 (ATen ConvParams::use_mkldnn); otherwise through
+# an im2col path that is 3-5x slower, e.g. for (1, 28, 8, 64, 64). With Z moved last the same
+# test reads B * C * Y * X, so a single thin-z sample computes the same conv on the fast path.
+_ONEDNN_MIN_SIZE = 20480
+Z_LAST_ON_CPU = True  # switch for benchmarks and tests
+
+
+def _z_last_helps(x, weight, groups):
+    if not (Z_LAST_ON_CPU and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 5):
+        return False
+    b, c, z, y, xx = x.shape
+    stock = b > 1 or groups > 1 or (weight.shape[-1] > 3 and weight.shape[-2] > 3) or b * c * z * y > _ONEDNN_MIN_SIZE
+    return not stock and b * c * y * xx > _ONEDNN_MIN_SIZE
+
+
+def conv3d(x, weight, bias=None, stride=(1, 1, 1), padding=(0, 0, 0), dilation=(1, 1, 1), groups=1,
+           padding_mode="zeros"):
+    """``F.conv3d`` with ``padding_mode`` (a ``nn.Conv3d`` mode), on oneDNN when Z-last makes it so.
+
+    ``x`` (B, C, Z, Y, X) -> (B, C_out, Z', Y', X'); the result equals ``nn.Conv3d``'s up to float
+    rounding. The Z-last output is a permuted view (strides of a (B, C, Y, X, Z) tensor).
+    """
+    stride, padding, dilation = _triple(stride), _triple(padding), _triple(dilation)
+    z_last = _z_last_helps(x, weight, groups)
+    if z_last:  # (z, y, x) -> (y, x, z) for the input, the kernel and every per-axis argument
+        x, weight = x.permute(0, 1, 3, 4, 2), weight.permute(0, 1, 3, 4, 2)
+        stride, padding, dilation = (tuple(v[1:] + v[:1]) for v in (stride, padding, dilation))
+    if padding_mode != "zeros" and any(padding):
+        pads = [p for p in reversed(padding) for _ in (0, 1)]  # last axis first, both sides
+        x, padding = F.pad(x, pads, mode=padding_mode), (0, 0, 0)
+    out = F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+    return out.permute(0, 1, 4, 2, 3) if z_last else out
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` (same parameters and state-dict keys) computed by :func:`conv3d`."""
+
+    def _conv_forward(self, input, weight, bias):
+        if isinstance(self.padding, str):
+            return super()._conv_forward(input, weight, bias)
+        return conv3d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                      self.padding_mode)
+
+
 def _axis_ratio(n, kernel, pad, dilation):
     """``kernel / (in-bounds taps)`` at each of ``n`` output positions of a stride-1 conv."""
     taps = [sum(0 <= i - pad + j * dilation < n for j in range(kernel)) for i in range(n)]
     return torch.tensor([kernel / t for t in taps], dtype=torch.float64)
 
 
-class PartialConv3d(nn.Conv3d):
+class PartialConv3d(Conv3d):
     """Zero-padded 3D conv with border renormalisation (partial conv with an all-ones mask).
 
     ``out = conv_no_bias(x) * taps / in_bounds_taps + bias``: the interior is a plain conv, a face
@@ -89,7 +136,7 @@ class PartialConv3d(nn.Conv3d):
         return self._ratio_cache[1]
 
     def forward(self, x):
-        out = F.conv3d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+        out = conv3d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
         ratio = self.border_ratio(x.shape[2:], out.device, out.dtype)
         if self.bias is None:
             return out * ratio
@@ -109,7 +156,7 @@ class ConvNormAct(nn.Module):
         _choose("padding mode (MODEL.PAD_MODE)", pad_mode, tuple(PAD_MODES))
         kernel_size = _triple(kernel_size)
         padding = tuple(k // 2 for k in kernel_size)
-        conv_cls = PartialConv3d if partial else nn.Conv3d
+        conv_cls = PartialConv3d if partial else Conv3d
         self.conv = conv_cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                              bias=norm == "none", padding_mode="zeros" if partial else PAD_MODES[pad_mode])
         self.norm = make_norm(norm, out_channels)
@@ -133,7 +180,7 @@ class ResidualConvMod(nn.Module):
         self.entry = ConvNormAct(in_channels, out_channels, (1, 3, 3), act=act, **common)
         self.conv1 = ConvNormAct(out_channels, out_channels, 3, act=act, **common)
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, act=None, **common)
-        self.projector = nn.Conv3d(out_channels, out_channels, 1) if projection else None
+        self.projector = Conv3d(out_channels, out_channels, 1) if projection else None
         self.act = make_act(act)
 
     def forward(self, x):

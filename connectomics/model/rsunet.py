@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from connectomics.model.blocks import (ConvNormAct, ResidualConvMod, bilinear_up, check_filters,
-                                       check_input, init_weights, make_act, make_norm)
+from connectomics.model.blocks import (Conv3d, ConvNormAct, ResidualConvMod, bilinear_up, check_filters,
+                                       check_input, conv3d, init_weights, make_act, make_norm)
 
 
 class UpsampleMod(nn.Module):
@@ -31,12 +31,12 @@ class UpsampleMod(nn.Module):
 
     def __init__(self, in_channels, out_channels, norm, act):
         super().__init__()
-        self.conv = nn.Conv3d(in_channels, out_channels, 1, bias=norm == "none")
+        self.conv = Conv3d(in_channels, out_channels, 1, bias=norm == "none")
         self.norm = make_norm(norm, out_channels)
         self.act = make_act(act)
 
     def forward(self, x, skip):
-        x = bilinear_up(F.conv3d(x, self.conv.weight))
+        x = bilinear_up(conv3d(x, self.conv.weight))
         if self.conv.bias is not None:
             x = x + self.conv.bias.view(1, -1, 1, 1, 1)
         return self.act(self.norm(x) + skip)
@@ -50,7 +50,7 @@ class Decoder(nn.Module):
         levels = range(len(filters) - 1)
         self.ups = nn.ModuleList(UpsampleMod(filters[d + 1], filters[d], norm, act) for d in levels)
         self.convs = nn.ModuleList(ResidualConvMod(filters[d], filters[d], norm, act) for d in levels)
-        self.head = nn.Conv3d(filters[0], out_channels, (1, 3, 3), padding=(0, 1, 1))
+        self.head = Conv3d(filters[0], out_channels, (1, 3, 3), padding=(0, 1, 1))
 
     def forward(self, x, skips):
         for d in reversed(range(len(self.ups))):

@@ -1,1 +1,22 @@
-"""postprocess stage."""
+"""Post-processing: probability maps -> instances (seeds -> watershed / agglomeration -> cleanup).
+
+``decode(probs, decoder='bc_watershed', **params)`` and the ``DECODERS``
+registry are plain functions on arrays; ``build_decoder(cfg)`` is the config
+door; ``postprocess_file(input_spec, output_spec, decode_fn)`` works on files.
+"""
+from connectomics.postprocess.build import build_decoder, decoder_params
+from connectomics.postprocess.cleanup import instance_sizes, label_dtype, remove_small_instances
+from connectomics.postprocess.decoders import (DECODERS, bc_connected, bc_watershed, binary_watershed, decode,
+                                               seed_agglomerate, watershed_agglomerate)
+from connectomics.postprocess.grow import grow_labels
+from connectomics.postprocess.io import postprocess_file
+from connectomics.postprocess.maps import check_maps, quantize, threshold_level
+from connectomics.postprocess.seeds import label_components, label_seeds, seed_mask
+from connectomics.postprocess.watershed import seeded_watershed
+
+__all__ = [
+    "DECODERS", "bc_connected", "bc_watershed", "binary_watershed", "build_decoder", "check_maps", "decode",
+    "decoder_params", "grow_labels", "instance_sizes", "label_components", "label_dtype", "label_seeds", "postprocess_file",
+    "quantize", "remove_small_instances", "seed_agglomerate", "seed_mask", "seeded_watershed",
+    "threshold_level", "watershed_agglomerate",
+]

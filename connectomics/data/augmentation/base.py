@@ -36,9 +36,14 @@ class Transform:
         return f"{type(self).__name__}({fields})"
 
 
-def check_pair(image, label):
-    """Return (float32 image, label) after checking shapes and dtypes."""
-    image = np.asarray(image, dtype=np.float32)
+def check_pair(image, label, keep_uint8=False):
+    """Return (float32 image, label) after checking shapes and dtypes.
+
+    With ``keep_uint8`` a uint8 image is returned as is (0..255 standing for [0, 1]).
+    """
+    image = np.asarray(image)
+    if not (keep_uint8 and image.dtype == np.uint8):
+        image = image.astype(np.float32, copy=False)
     label = np.asarray(label)
     if image.ndim != 3:
         raise ValueError(f"augmentation expects a (Z, Y, X) image, got shape {image.shape}")

@@ -24,7 +24,8 @@ def warp(image, label, matrix=None, displacement=None, out_shape=None):
     the input at ``centre_in + matrix @ p + displacement[:, p]``.
 
     Args:
-        image: float32 (Z, H, W). label: integer (Z, H, W) or None.
+        image: float32 (Z, H, W), or uint8 (read as value / 255).
+        label: integer (Z, H, W) or None.
         matrix: 2x2 (output -> input), None = identity.
         displacement: float32 (2, h, w) in input voxels (dy, dx), or None.
         out_shape: (h, w) of the output, None = (H, W).
@@ -57,22 +58,27 @@ def _bilinear(image, sy, sx, outside):
     x0 = np.clip(np.floor(sx), 0, max(W - 2, 0)).astype(np.intp)
     fy = np.clip(sy - y0, 0, 1).astype(np.float32).ravel()
     fx = np.clip(sx - x0, 0, 1).astype(np.float32).ravel()
-    dy, dx = (W if H > 1 else 0), (1 if W > 1 else 0)
-    flat, idx = image.reshape(Z, -1), (y0 * W + x0).ravel()
-    a, b = flat.take(idx, axis=1), flat.take(idx + dx, axis=1)
-    c, d = flat.take(idx + dy, axis=1), flat.take(idx + dy + dx, axis=1)
-    b -= a
-    b *= fx
-    a += b  # top row
-    d -= c
-    d *= fx
-    c += d  # bottom row
-    c -= a
-    c *= fy
-    a += c
+    i00 = (y0 * W + x0).ravel()
+    i01, i10 = i00 + (1 if W > 1 else 0), i00 + (W if H > 1 else 0)
+    i11 = i10 + (i01 - i00)
+    out = np.empty((Z, i00.size), np.float32)
+    for z in range(Z):  # slice by slice: the gathers stay in cache
+        flat = image[z].ravel()
+        a, b, c, d = (flat.take(i).astype(np.float32, copy=False) for i in (i00, i01, i10, i11))
+        b -= a
+        b *= fx
+        a += b  # top row
+        d -= c
+        d *= fx
+        c += d  # bottom row
+        c -= a
+        c *= fy
+        np.add(a, c, out=out[z])
+    if image.dtype == np.uint8:
+        out *= np.float32(1 / 255)
     if outside is not None:
-        a[:, outside] = 0
-    return a.reshape(Z, *sy.shape)
+        out[:, outside] = 0
+    return out.reshape(Z, *sy.shape)
 
 
 def _nearest(label, sy, sx, outside):

@@ -1,0 +1,191 @@
+"""Benchmark of chunked inference: whole pipeline vs the model's bare forward, and peak RSS.
+
+1. Throughput: ``infer_volume_to_file`` (HDF5 input read, forward, TTA merge,
+   blending, uint8 HDF5 write) against the bare ``model(x)`` over exactly the
+   same windows (the same count and batch sizes, chunk-border windows included),
+   measured alternately in the same run; medians. Overhead = pipeline / forward - 1.
+2. Memory: each run in a child process reading its own ``ru_maxrss``; the input
+   grows 4x with the chunk fixed, so the peak should stay flat. Per chunk voxel:
+   (peak - peak of a child that only runs one forward batch) / chunk voxels.
+   The memory children use a 1x1x1 conv as the model so that they are fast
+   and measure the pipeline's own memory (model activations depend on the
+   batch, not the chunk; the forward-only child holds one batch of them).
+3. With CUDA: voxels/s of the pipeline with and without mixed precision.
+
+Model: ``connectomics.model.build_model`` with the config defaults and small
+FILTERS if it exists, else a representative conv stack (the report says which).
+
+    python benchmarks/bench_inference.py            # default sizes (a few minutes on 2 cores)
+    python benchmarks/bench_inference.py --quick    # smoke run
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from connectomics.data.io import h5_chunks  # noqa: E402
+from connectomics.inference import Predictor, infer_volume_to_file  # noqa: E402
+
+SIZES = {  # geometry, throughput volume; RSS: chunk and volume (grown 4x in z)
+    "default": dict(window=(8, 128, 128), stride=(4, 64, 64), pad=(2, 32, 32), chunk=(16, 256, 256),
+                    volume=(32, 256, 256), rss_chunk=(16, 512, 512), rss_volume=(16, 512, 512), repeats=3,
+                    batch=4),
+    "quick": dict(window=(4, 32, 32), stride=(2, 16, 16), pad=(1, 8, 8), chunk=(8, 64, 64),
+                  volume=(16, 96, 96), rss_chunk=(8, 128, 128), rss_volume=(8, 128, 128), repeats=2, batch=4),
+}
+FILTERS = [8, 12, 16, 20, 24]
+
+
+def build(window, filters=FILTERS):
+    """(model, description): the real U-Net if the model stage exists, else a conv stack."""
+    try:
+        from connectomics.config import load_cfg
+        from connectomics.model import build_model
+    except ImportError:
+        build_model = None
+    if build_model is not None:
+        cfg = load_cfg(None, ["MODEL.FILTERS", str(filters), "MODEL.INPUT_SIZE", str(list(window)),
+                              "INFERENCE.STRIDE", str(list(window)), "MODEL.OUT_PLANES", "2",
+                              "MODEL.TARGET_OPT", "['0', '4-2-1']", "MODEL.WEIGHT_OPT", "[['1'], ['1']]",
+                              "MODEL.LOSS_OPTION", "[['WeightedBCE'], ['WeightedBCE']]",
+                              "MODEL.LOSS_WEIGHT", "[[1.0], [1.0]]"])
+        torch.manual_seed(0)
+        return build_model(cfg), f"connectomics.model.build_model({cfg.MODEL.ARCHITECTURE}, FILTERS={filters})"
+    torch.manual_seed(0)
+    layers, c = [], 1
+    for f in filters[:3]:
+        layers += [torch.nn.Conv3d(c, f, 3, padding=1), torch.nn.ELU()]
+        c = f
+    layers.append(torch.nn.Conv3d(c, 2, 1))
+    return torch.nn.Sequential(*layers), f"conv stack 3x(3x3x3 conv + ELU) {filters[:3]} + 1x1 conv to 2"
+
+
+def write_input(path, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("main", data=rng.integers(0, 256, shape, dtype=np.uint8), chunks=h5_chunks(shape, (8, 128, 128)))
+    return f"{path}:main"
+
+
+def batch_sizes(predictor, shape, chunk):
+    """The batch sizes the pipeline runs, chunk by chunk."""
+    sizes = []
+    for c in predictor.tiling(shape, chunk).chunks():
+        n = len(c.windows)
+        sizes += [predictor.batch_size] * (n // predictor.batch_size) + ([n % predictor.batch_size] if n % predictor.batch_size else [])
+    return sizes
+
+
+def time_forward(model, window, sizes, device):
+    inputs = {b: torch.rand((b, 1) + tuple(window), device=device) for b in set(sizes)}
+    model.eval()
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for b in sizes:
+            model(inputs[b])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def time_pipeline(predictor, spec, out, chunk):
+    start = time.perf_counter()
+    infer_volume_to_file(predictor, spec, out, chunk, overwrite=True)
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def throughput(cfg, model, device, tmp, amp=False, aug_num=0):
+    predictor = Predictor(model, cfg["window"], cfg["stride"], cfg["pad"], aug_num=aug_num,
+                          batch_size=cfg["batch"], device=device, amp=amp, chunk_size=cfg["chunk"])
+    spec = write_input(os.path.join(tmp, "input.h5"), cfg["volume"])
+    out = os.path.join(tmp, "probs.h5")
+    sizes = batch_sizes(predictor, cfg["volume"], cfg["chunk"])
+    voxels = int(np.prod(cfg["volume"]))
+    time_forward(model, cfg["window"], sizes[:2], device)  # warm-up
+    forward, pipeline = [], []
+    for _ in range(cfg["repeats"]):
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=predictor.amp):
+            forward.append(time_forward(model, cfg["window"], sizes, device) * len(predictor.variants))
+        pipeline.append(time_pipeline(predictor, spec, out, cfg["chunk"]))
+    tiling = predictor.tiling(cfg["volume"], cfg["chunk"])
+    return {"voxels": voxels, "windows_run": len(sizes) and sum(sizes), "windows_global": tiling.num_windows,
+            "forward_s": statistics.median(forward), "pipeline_s": statistics.median(pipeline),
+            "forward_vox_per_s": voxels / statistics.median(forward),
+            "pipeline_vox_per_s": voxels / statistics.median(pipeline),
+            "overhead": statistics.median(pipeline) / statistics.median(forward) - 1}
+
+
+def child_rss(args):
+    """Child process: one pipeline run (or one forward batch with --baseline); print peak RSS."""
+    cfg = SIZES[args.size]
+    model, _ = build(cfg["window"])
+    device = torch.device("cpu")
+    if args.baseline:
+        time_forward(model, cfg["window"], [cfg["batch"]], device)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            shape = (cfg["rss_volume"][0] * args.grow,) + tuple(cfg["rss_volume"][1:])
+            spec = write_input(os.path.join(tmp, "input.h5"), shape)
+            predictor = Predictor(model, cfg["window"], cfg["stride"], cfg["pad"], batch_size=cfg["batch"],
+                                  chunk_size=cfg["chunk"])
+            infer_volume_to_file(predictor, spec, os.path.join(tmp, "probs.h5"), cfg["chunk"])
+    print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def run_child(size, extra):
+    cmd = [sys.executable, os.path.abspath(__file__), "--size", size, "--child"] + extra
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["maxrss_kb"] / 1024.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--size", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--grow", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.size = args.size or ("quick" if args.quick else "default")
+    if args.child:
+        return child_rss(args)
+    cfg = SIZES[args.size]
+    model, description = build(cfg["window"])
+    print(f"model: {description}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"window {cfg['window']} stride {cfg['stride']} pad {cfg['pad']} chunk {cfg['chunk']} "
+          f"batch {cfg['batch']} volume {cfg['volume']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        r = throughput(cfg, model, torch.device("cpu"), tmp)
+        print(f"CPU, TTA off: windows run {r['windows_run']} (global grid {r['windows_global']}); "
+              f"bare forward {r['forward_vox_per_s']:.3g} vox/s, pipeline {r['pipeline_vox_per_s']:.3g} vox/s, "
+              f"overhead {100 * r['overhead']:.1f}% (medians of {cfg['repeats']}; target < 15%)")
+        if torch.cuda.is_available():
+            gpu = torch.device("cuda")
+            model.to(gpu)
+            for amp in (False, True):
+                g = throughput(cfg, model, gpu, tmp, amp=amp)
+                print(f"CUDA amp={amp}: bare forward {g['forward_vox_per_s']:.3g} vox/s, "
+                      f"pipeline {g['pipeline_vox_per_s']:.3g} vox/s, overhead {100 * g['overhead']:.1f}%")
+    base = run_child(args.size, ["--baseline"])
+    peaks = [run_child(args.size, ["--grow", str(g)]) for g in (1, 4)]
+    chunk_voxels = int(np.prod(cfg["chunk"]))
+    print(f"peak RSS: forward-only child {base:.0f} MiB; pipeline on {cfg['rss_volume']} {peaks[0]:.0f} MiB, "
+          f"on 4x that in z {peaks[1]:.0f} MiB (ratio {peaks[1] / peaks[0]:.3f}); "
+          f"per chunk voxel {(max(peaks) - base) * 2**20 / chunk_voxels:.1f} bytes")
+
+
+if __name__ == "__main__":
+    main()

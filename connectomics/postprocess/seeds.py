@@ -1,0 +1,103 @@
+"""Seeds: thresholded uint8 maps and their connected components, labelled slab by slab.
+
+The seed mask is never built for the whole volume: each z-slab is thresholded
+and labelled with cc3d, its ids are offset into the output, and components
+that continue across slab faces are joined afterwards (a union-find over the
+face pairs, ``scipy.sparse.csgraph``). The only full-size allocation is the
+label volume itself (4 B/voxel).
+"""
+import cc3d
+import fastremap
+import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
+
+from connectomics.postprocess.maps import SLAB, threshold_level
+
+UINT32_MAX = np.iinfo(np.uint32).max
+SLAB_VOXELS = 2 ** 22  # voxels labelled per cc3d call (bounds cc3d's ~6 B/voxel working memory)
+
+
+def seed_mask(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8):
+    """(Z, Y, X) bool: ``foreground > int(255 * seed_threshold)`` and ``contour < int(255 * contour_threshold)``.
+
+    foreground, contour: (Z, Y, X) uint8 maps (contour optional).
+    """
+    seed_level = threshold_level(seed_threshold, "seed_threshold")
+    contour_level = None if contour is None else threshold_level(contour_threshold, "contour_threshold")
+    mask = np.empty(foreground.shape, bool)
+    for z in range(0, foreground.shape[0], SLAB):
+        part = mask[z:z + SLAB]
+        np.greater(foreground[z:z + SLAB], seed_level, out=part)
+        if contour_level is not None:
+            part &= contour[z:z + SLAB] < contour_level
+    return mask
+
+
+def _face_pairs(upper, lower, connectivity):
+    """(a, b) id pairs of touching voxels across a z-face (upper = last plane of a slab)."""
+    shifts = [(0, 0)] if connectivity == 6 else [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    pairs = []
+    ny, nx = upper.shape
+    for dy, dx in shifts:
+        a = upper[max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)]
+        b = lower[max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
+        touching = (a != 0) & (b != 0)
+        pairs.append(np.stack([a[touching], b[touching]]).astype(np.int64))
+    return np.unique(np.concatenate(pairs, axis=1), axis=1)
+
+
+def _join_across_faces(labels, n, pairs):
+    """Merge the components linked by ``pairs``; ids stay consecutive, in raster order of first voxel."""
+    if pairs.shape[1] == 0:
+        return n
+    graph = sparse.coo_matrix((np.ones(pairs.shape[1], np.int8), (pairs[0], pairs[1])), shape=(n + 1, n + 1))
+    n_comp, comp = csgraph.connected_components(graph, directed=False)
+    first = np.full(n_comp, n + 1, np.int64)  # smallest old id of each component = its first voxel
+    np.minimum.at(first, comp, np.arange(n + 1))
+    rank = np.empty(n_comp, np.int64)
+    rank[np.argsort(first)] = np.arange(n_comp)  # component of id 0 ranks 0
+    new = rank[comp]
+    fastremap.remap(labels, dict(zip(range(n + 1), new.tolist())), in_place=True)
+    return n_comp - 1
+
+
+def label_components(mask_of_slab, shape, connectivity=6, slab_voxels=SLAB_VOXELS):
+    """Connected components of a mask given slab by slab -> (labels, n).
+
+    mask_of_slab: ``callable(z0, z1) -> (z1 - z0, Y, X) bool``; shape: (Z, Y, X).
+    Returns (Z, Y, X) labels, uint32 (uint64 for volumes of more than
+    2**32 - 1 voxels), 0 = background, ids 1..n in raster order of first
+    voxel (as cc3d numbers them).
+    """
+    if connectivity not in (6, 26):
+        raise ValueError(f"connectivity = {connectivity!r}: must be 6 or 26")
+    dtype = np.uint32 if int(np.prod(shape)) <= UINT32_MAX else np.uint64
+    labels = np.zeros(shape, dtype)
+    depth = max(1, slab_voxels // max(1, shape[1] * shape[2]))
+    n, pairs = 0, []
+    for z0 in range(0, shape[0], depth):
+        z1 = min(z0 + depth, shape[0])
+        part, count = cc3d.connected_components(mask_of_slab(z0, z1), connectivity=connectivity,
+                                                return_N=True, out_dtype=np.uint32)
+        if count:
+            np.add(part, n, out=labels[z0:z1], where=part != 0, casting="unsafe")
+        n += int(count)
+        if z0 and count:
+            pairs.append(_face_pairs(labels[z0 - 1], labels[z0], connectivity))
+    pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
+    return labels, _join_across_faces(labels, n, pairs)
+
+
+def label_seeds(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8, connectivity=6):
+    """Components of the seed mask (see ``seed_mask``) without building it -> (labels, n)."""
+    seed_level = threshold_level(seed_threshold, "seed_threshold")
+    contour_level = None if contour is None else threshold_level(contour_threshold, "contour_threshold")
+
+    def mask_of_slab(z0, z1):
+        mask = foreground[z0:z1] > seed_level
+        if contour_level is not None:
+            mask &= contour[z0:z1] < contour_level
+        return mask
+
+    return label_components(mask_of_slab, foreground.shape, connectivity)

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Probability maps -> instance labels with the decoder chosen in the config (POSTPROCESS.*).
+
+    python scripts/postprocess.py -i probs.h5 -o instances.h5
+    python scripts/postprocess.py --config-file X.yaml -i probs.h5:main -o instances.h5 \\
+        --opts POSTPROCESS.DECODER seed_agglomerate POSTPROCESS.CONTOUR_THRESHOLD 0.75
+
+Input: (2, Z, Y, X) maps, channel 0 foreground, channel 1 instance contour, uint8 0..255 (as
+inference writes them) or float in [0, 1] (quantised as floor(255 * p + 0.5)). Output: dataset
+`main` (unless named), uint32 ids 1..N, 0 = background, written atomically.
+"""
+import argparse
+import logging
+import os
+import sys
+
+try:
+    import connectomics  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from connectomics.config import ConfigError, load_cfg  # noqa: E402
+from connectomics.data.io import VolumeError  # noqa: E402
+from connectomics.utils.logging import setup_logging  # noqa: E402
+
+logger = logging.getLogger("postprocess")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", metavar="YAML", default=None,
+                        help="config whose POSTPROCESS section picks the decoder (default: the defaults)")
+    parser.add_argument("-i", "--input", required=True, metavar="PROBS.h5[:key]", help="probability maps")
+    parser.add_argument("-o", "--output", required=True, metavar="INSTANCES.h5[:key]", help="instance labels")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="config overrides, e.g. POSTPROCESS.SEED_THRESHOLD 0.85 (must come last)")
+    return parser
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    from connectomics.postprocess import build_decoder, postprocess_file
+
+    try:
+        decode_fn = build_decoder(load_cfg(args.config_file, args.opts))
+        postprocess_file(args.input, args.output, decode_fn)
+    except (ConfigError, VolumeError, FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Search the decoder's thresholds for the best AP-75 against ground truth.
+
+    python scripts/tune_postprocess.py --config-file X.yaml -i probs.h5 -gt gt.h5 [--max-evals 40] \\
+        [--output-dir DIR] [--opts POSTPROCESS.DECODER bc_watershed]
+
+The decoder and the starting (default) thresholds come from POSTPROCESS.*, the grids from
+POSTPROCESS.TUNE.*. Writes DIR/tune_heatmap.png (AP-75 over seed x contour thresholds) and
+DIR/tune_best.yaml (a POSTPROCESS snippet to merge into a config); prints best vs default.
+"""
+import argparse
+import logging
+import os
+import sys
+
+try:
+    import connectomics  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from connectomics.config import ConfigError, load_cfg  # noqa: E402
+from connectomics.data.io import VolumeError  # noqa: E402
+from connectomics.utils.logging import setup_logging  # noqa: E402
+
+logger = logging.getLogger("tune_postprocess")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", metavar="YAML", default=None, help="config (default: the defaults)")
+    parser.add_argument("-i", "--input", required=True, metavar="PROBS.h5[:key]", help="probability maps")
+    parser.add_argument("-gt", "--gt", required=True, metavar="GT.h5[:key]", help="ground-truth instances")
+    parser.add_argument("--max-evals", type=int, default=None,
+                        help="decodes at most (default POSTPROCESS.TUNE.MAX_EVALS)")
+    parser.add_argument("--output-dir", default=None,
+                        help="folder of the heat map and YAML snippet (default: the input's folder)")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="config overrides (must come last)")
+    return parser
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    from connectomics.data.io import parse_spec
+    from connectomics.postprocess.tuning import run_tuning
+
+    try:
+        cfg = load_cfg(args.config_file, args.opts)
+        folder = args.output_dir or os.path.dirname(os.path.abspath(parse_spec(args.input)[0]))
+        result = run_tuning(cfg, args.input, args.gt, folder, args.max_evals)
+    except (ConfigError, VolumeError, FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 2
+    print(result, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Geometry of chunked sliding-window inference: exhaustive loops over small cases."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from connectomics.inference.tiling import Tiling, axis_padding, read_box, reflect_index, window_starts
+
+
+def test_reflect_index_matches_numpy_pad_even_for_long_pads():
+    for length in range(1, 7):
+        for pad in range(0, 15):
+            base = np.arange(length)
+            expected = np.pad(base, pad, mode="reflect") if length > 1 else np.zeros(length + 2 * pad, int)
+            got = reflect_index(np.arange(-pad, length + pad), length)
+            assert np.array_equal(got, expected), (length, pad)
+            assert reflect_index(-pad, length) == expected[0]
+
+
+def test_window_starts_follow_the_predecessor_rule():
+    for length, window, pad in itertools.product(range(1, 25), range(1, 12), range(0, 5)):
+        for stride in range(1, window + 1):
+            starts = window_starts(length, window, stride, pad)
+            before, after = axis_padding(length, window, pad)
+            padded = length + before + after
+            if length + 2 * pad >= window:
+                assert (before, after) == (pad, pad)
+                assert len(starts) == 1 + math.ceil((length + 2 * pad - window) / stride)
+            else:  # grown to exactly one window, split evenly
+                assert padded == window and len(starts) == 1 and abs(before - after) <= 1
+            assert starts[0] == -before and starts[-1] == length + after - window
+            assert all(b - a == stride for a, b in zip(starts[:-2], starts[1:-1]))
+            assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
+            covered = np.zeros(padded, bool)
+            for a in starts:
+                covered[a + before:a + before + window] = True
+            assert covered.all()
+
+
+def _brute_windows(tiling, box):
+    """Global windows (3D starts) that intersect ``box``, in global raster order."""
+    return [s for s in itertools.product(*tiling.starts)
+            if all(a < c1 and a + w > c0 for a, w, (c0, c1) in zip(s, tiling.window, box))]
+
+
+def test_chunks_partition_the_volume_and_take_exactly_the_touching_windows():
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        shape = tuple(int(v) for v in rng.integers(1, 14, 3))
+        window = tuple(int(v) for v in rng.integers(1, 8, 3))
+        stride = tuple(int(rng.integers(1, w + 1)) for w in window)
+        pad = tuple(int(v) for v in rng.integers(0, 4, 3))
+        chunk_size = tuple(int(v) for v in rng.integers(1, 10, 3))
+        tiling = Tiling(shape, window, stride, pad, chunk_size)
+        count = np.zeros(shape, int)
+        total = 0
+        for chunk in tiling.chunks():
+            box = tuple(slice(a, b) for a, b in chunk.write)
+            count[box] += 1
+            expected = _brute_windows(tiling, chunk.write)
+            assert list(chunk.windows) == expected
+            for axis in range(3):
+                lo = min(s[axis] for s in expected)
+                hi = max(s[axis] for s in expected) + window[axis]
+                assert chunk.read[axis] == (lo, hi)
+                assert lo <= chunk.write[axis][0] and hi >= chunk.write[axis][1]
+            total += len(chunk.windows)
+        assert (count == 1).all()
+        assert total == tiling.windows_computed() >= tiling.num_windows
+        whole = Tiling(shape, window, stride, pad)
+        assert whole.num_chunks == 1 and whole.windows_computed() == whole.num_windows
+
+
+def test_read_box_equals_padding_the_whole_volume_first():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        shape = tuple(int(v) for v in rng.integers(1, 9, 3))
+        volume = rng.integers(0, 255, shape, dtype=np.uint8)
+        pad = 12
+        padded = np.pad(volume, pad, mode="reflect") if min(shape) > 1 else None
+        box = []
+        for n in shape:
+            a = int(rng.integers(-pad, n + pad - 1))
+            box.append((a, int(rng.integers(a + 1, n + pad + 1))))
+        got = read_box(volume, tuple(box))
+        index = np.ix_(*[reflect_index(np.arange(a, b), n) for (a, b), n in zip(box, shape)])
+        assert np.array_equal(got, volume[index])
+        if padded is not None:
+            assert np.array_equal(got, padded[tuple(slice(a + pad, b + pad) for a, b in box)])
+
+
+def test_read_box_inside_the_volume_is_one_slice():
+    volume = np.arange(6 * 7 * 8, dtype=np.uint8).reshape(6, 7, 8)
+    assert np.array_equal(read_box(volume, ((1, 4), (0, 7), (2, 5))), volume[1:4, :, 2:5])
+
+
+def test_chunk_geometry_example():
+    tiling = Tiling((10, 100, 100), (4, 32, 32), (2, 16, 16), (1, 8, 8), (5, 50, 50))
+    assert tiling.starts[1][0] == -8 and tiling.starts[1][-1] == 100 + 8 - 32
+    assert tiling.grid_shape == (2, 2, 2) and tiling.num_chunks == 8
+    chunk = tiling.chunk((1, 0, 1))
+    assert chunk.write == ((5, 10), (0, 50), (50, 100))
+    assert chunk.write_shape == (5, 50, 50)
+    assert chunk.read[1][0] == -8 and chunk.read[2][1] == 108
+
+
+def test_bad_geometry_is_rejected_with_a_clear_message():
+    with pytest.raises(ValueError, match="stride 5 is larger than the window 4"):
+        Tiling((8, 8, 8), (4, 4, 4), (5, 2, 2), (0, 0, 0))
+    with pytest.raises(ValueError, match="window must be three integers"):
+        Tiling((8, 8, 8), (4, 4), (2, 2, 2), (0, 0, 0))
+    with pytest.raises(ValueError, match="pad must be three integers >= 0"):
+        Tiling((8, 8, 8), (4, 4, 4), (2, 2, 2), (0, -1, 0))
+    with pytest.raises(IndexError, match="outside the chunk grid"):
+        Tiling((8, 8, 8), (4, 4, 4), (2, 2, 2), (0, 0, 0), (4, 4, 4)).chunk((2, 0, 0))

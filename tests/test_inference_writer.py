@@ -1,0 +1,158 @@
+"""Chunked, resumable, atomic HDF5 output of inference."""
+import logging
+import os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from connectomics.data.io import temporary_name
+from connectomics.inference import Predictor, ResumeError, infer_volume_to_file, predict_volume
+
+KW = dict(window=(4, 16, 16), stride=(2, 8, 8), pad=(1, 4, 4))
+CHUNK = (6, 16, 20)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(1)
+    return torch.nn.Conv3d(1, 2, 3, padding=1)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return np.random.default_rng(2).integers(0, 256, (11, 37, 30), dtype=np.uint8)
+
+
+@pytest.fixture()
+def input_file(tmp_path, volume):
+    path = tmp_path / "image.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("raw", data=volume, chunks=(4, 16, 16))
+    return f"{path}:raw"
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop_after(k):
+    def hook(chunk, n_done, n_total):
+        if n_done == k:
+            raise Stop
+    return hook
+
+
+def test_file_output_equals_in_memory_prediction(tmp_path, model, volume, input_file):
+    predictor = Predictor(model, **KW)
+    out = tmp_path / "out" / "probs.h5"
+    assert infer_volume_to_file(predictor, input_file, out, CHUNK) == out
+    with h5py.File(out, "r") as f:
+        assert list(f) == ["main"]
+        dset = f["main"]
+        assert dset.dtype == np.uint8 and dset.shape == (2,) + volume.shape
+        assert dset.compression == "gzip" and dset.chunks is not None
+        assert np.array_equal(dset[...], predict_volume(predictor, volume))
+    assert not os.path.exists(temporary_name(out))
+
+
+def test_killed_run_resumes_at_the_first_unfinished_chunk(tmp_path, model, input_file):
+    predictor = Predictor(model, **KW)
+    reference = tmp_path / "reference.h5"
+    infer_volume_to_file(predictor, input_file, reference, CHUNK, compression="lzf")
+    out = tmp_path / "probs.h5"
+    with pytest.raises(Stop):
+        infer_volume_to_file(predictor, input_file, out, CHUNK, compression="lzf", on_chunk_done=_stop_after(3))
+    assert not out.exists() and os.path.exists(temporary_name(out))
+    with h5py.File(temporary_name(out), "r") as f:
+        assert int(f["done"][...].sum()) == 3
+    seen = []
+    infer_volume_to_file(predictor, input_file, out, CHUNK, compression="lzf",
+                         on_chunk_done=lambda chunk, n, total: seen.append((chunk.index, n, total)))
+    total = predictor.tiling((11, 37, 30), CHUNK).num_chunks
+    assert [n for _, n, _ in seen] == list(range(4, total + 1))
+    assert seen[0][0] == predictor.tiling((11, 37, 30), CHUNK).chunk_indices()[3]
+    with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
+        assert np.array_equal(a["main"][...], b["main"][...])
+    assert not os.path.exists(temporary_name(out))
+
+
+def test_partial_file_with_other_settings_is_refused_unless_overwrite(tmp_path, model, input_file):
+    out = tmp_path / "probs.h5"
+    with pytest.raises(Stop):
+        infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK, on_chunk_done=_stop_after(1))
+    other = Predictor(model, **{**KW, "stride": (2, 16, 16)})
+    with pytest.raises(ResumeError, match=r"stride: \[2, 8, 8\] -> \[2, 16, 16\].*overwrite=True"):
+        infer_volume_to_file(other, input_file, out, CHUNK)
+    with pytest.raises(ResumeError, match="chunk_size"):
+        infer_volume_to_file(Predictor(model, **KW), input_file, out, (4, 16, 16))
+    infer_volume_to_file(other, input_file, out, CHUNK, overwrite=True)
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["main"][...], predict_volume(other, _read(input_file)))
+
+
+def _read(spec):
+    path, key = spec.rsplit(":", 1)
+    with h5py.File(path, "r") as f:
+        return f[key][...]
+
+
+def test_complete_output_is_reused_or_refused(tmp_path, model, input_file):
+    out = tmp_path / "probs.h5"
+    infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK)
+    calls = []
+    infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK, on_chunk_done=lambda *a: calls.append(a))
+    assert calls == []
+    torch.manual_seed(5)
+    with pytest.raises(ResumeError, match=f"{out} exists and was made with other settings.*model"):
+        infer_volume_to_file(Predictor(torch.nn.Conv3d(1, 2, 3, padding=1), **KW), input_file, out, CHUNK)
+
+
+def test_unreadable_partial_file_is_restarted(tmp_path, model, volume, input_file, caplog):
+    out = tmp_path / "probs.h5"
+    with open(temporary_name(out), "wb") as f:
+        f.write(b"not an hdf5 file")
+    with caplog.at_level(logging.WARNING):
+        infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK)
+    assert "unreadable" in caplog.text
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["main"][...], predict_volume(Predictor(model, **KW), volume))
+
+
+class RecordingVolume:
+    """An array-like that records every read (shape, dtype, slicing only)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.reads = array, array.shape, array.dtype, []
+
+    def __getitem__(self, index):
+        block = self.array[index]
+        self.reads.append(block.size)
+        return block
+
+
+def test_only_read_boxes_are_read(tmp_path, model, volume):
+    recording = RecordingVolume(volume)
+    predictor = Predictor(model, **KW)
+    infer_volume_to_file(predictor, recording, tmp_path / "probs.h5", CHUNK)
+    tiling = predictor.tiling(volume.shape, CHUNK)
+    assert len(recording.reads) == tiling.num_chunks
+    biggest = max(np.prod([min(b, n) - max(a, 0) for (a, b), n in zip(c.read, volume.shape)])
+                  for c in tiling.chunks())
+    assert max(recording.reads) <= biggest < volume.size
+
+
+def test_bad_arguments(tmp_path, model, volume):
+    with pytest.raises(ValueError, match="compression must be 'gzip' or 'lzf'"):
+        infer_volume_to_file(Predictor(model, **KW), volume, tmp_path / "p.h5", CHUNK, compression="zstd")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        infer_volume_to_file(Predictor(model, **KW), str(tmp_path / "missing.h5"), tmp_path / "p.h5", CHUNK)
