@@ -41,8 +41,8 @@ SIZES = {  # geometry, throughput volume; RSS: chunk and volume (grown 4x in z)
     "default": dict(window=(8, 128, 128), stride=(4, 64, 64), pad=(2, 32, 32), chunk=(16, 256, 256),
                     volume=(32, 256, 256), rss_chunk=(16, 512, 512), rss_volume=(16, 512, 512), repeats=3,
                     batch=4),
-    "quick": dict(window=(4, 32, 32), stride=(2, 16, 16), pad=(1, 8, 8), chunk=(8, 64, 64),
-                  volume=(16, 96, 96), rss_chunk=(8, 128, 128), rss_volume=(8, 128, 128), repeats=2, batch=4),
+    "quick": dict(window=(4, 32, 32), stride=(2, 16, 16), pad=(1, 8, 8), chunk=(8, 48, 48),
+                  volume=(8, 64, 64), rss_chunk=(8, 128, 128), rss_volume=(8, 128, 128), repeats=1, batch=4),
 }
 FILTERS = [8, 12, 16, 20, 24]
 
@@ -71,10 +71,20 @@ def build(window, filters=FILTERS):
     return torch.nn.Sequential(*layers), f"conv stack 3x(3x3x3 conv + ELU) {filters[:3]} + 1x1 conv to 2"
 
 
-def write_input(path, shape, seed=0):
-    rng = np.random.default_rng(seed)
+def write_input(path, shape, seed=0, synthetic=True):
+    """An uncompressed HDF5 input: the synthetic EM image if available (realistic output to compress)."""
+    image = None
+    if synthetic:
+        try:
+            from connectomics.data.synthetic import make_synthetic_pair
+
+            image = make_synthetic_pair(shape, seed=seed)[0]
+        except ImportError:
+            pass
+    if image is None:
+        image = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
     with h5py.File(path, "w") as f:
-        f.create_dataset("main", data=rng.integers(0, 256, shape, dtype=np.uint8), chunks=h5_chunks(shape, (8, 128, 128)))
+        f.create_dataset("main", data=image, chunks=h5_chunks(shape, (8, 128, 128)))
     return f"{path}:main"
 
 
@@ -99,6 +109,22 @@ def time_forward(model, window, sizes, device):
     return time.perf_counter() - start
 
 
+class TimedModel(torch.nn.Module):
+    """Wraps a model and adds up the wall time of its forward calls (the in-run split)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seconds = model, 0.0
+
+    def forward(self, x):
+        start = time.perf_counter()
+        y = self.model(x)
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - start
+        return y
+
+
 def time_pipeline(predictor, spec, out, chunk):
     start = time.perf_counter()
     infer_volume_to_file(predictor, spec, out, chunk, overwrite=True)
@@ -108,40 +134,40 @@ def time_pipeline(predictor, spec, out, chunk):
 
 
 def throughput(cfg, model, device, tmp, amp=False, aug_num=0):
-    predictor = Predictor(model, cfg["window"], cfg["stride"], cfg["pad"], aug_num=aug_num,
+    timed = TimedModel(model)
+    predictor = Predictor(timed, cfg["window"], cfg["stride"], cfg["pad"], aug_num=aug_num,
                           batch_size=cfg["batch"], device=device, amp=amp, chunk_size=cfg["chunk"])
     spec = write_input(os.path.join(tmp, "input.h5"), cfg["volume"])
     out = os.path.join(tmp, "probs.h5")
     sizes = batch_sizes(predictor, cfg["volume"], cfg["chunk"])
     voxels = int(np.prod(cfg["volume"]))
     time_forward(model, cfg["window"], sizes[:2], device)  # warm-up
-    forward, pipeline = [], []
+    forward, pipeline, inside = [], [], []
     for _ in range(cfg["repeats"]):
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=predictor.amp):
             forward.append(time_forward(model, cfg["window"], sizes, device) * len(predictor.variants))
+        timed.seconds = 0.0
         pipeline.append(time_pipeline(predictor, spec, out, cfg["chunk"]))
+        inside.append(pipeline[-1] / timed.seconds - 1)
     tiling = predictor.tiling(cfg["volume"], cfg["chunk"])
-    return {"voxels": voxels, "windows_run": len(sizes) and sum(sizes), "windows_global": tiling.num_windows,
-            "forward_s": statistics.median(forward), "pipeline_s": statistics.median(pipeline),
-            "forward_vox_per_s": voxels / statistics.median(forward),
-            "pipeline_vox_per_s": voxels / statistics.median(pipeline),
-            "overhead": statistics.median(pipeline) / statistics.median(forward) - 1}
+    fwd, pipe = statistics.median(forward), statistics.median(pipeline)
+    return {"windows_run": sum(sizes), "windows_global": tiling.num_windows, "forward_vox_per_s": voxels / fwd,
+            "pipeline_vox_per_s": voxels / pipe, "overhead": pipe / fwd - 1, "overhead_inside": statistics.median(inside)}
 
 
 def child_rss(args):
     """Child process: one pipeline run (or one forward batch with --baseline); print peak RSS."""
     cfg = SIZES[args.size]
-    model, _ = build(cfg["window"])
-    device = torch.device("cpu")
+    torch.manual_seed(0)
+    model = torch.nn.Conv3d(1, 2, 1)
     if args.baseline:
-        time_forward(model, cfg["window"], [cfg["batch"]], device)
+        time_forward(model, cfg["window"], [cfg["batch"]], torch.device("cpu"))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             shape = (cfg["rss_volume"][0] * args.grow,) + tuple(cfg["rss_volume"][1:])
-            spec = write_input(os.path.join(tmp, "input.h5"), shape)
-            predictor = Predictor(model, cfg["window"], cfg["stride"], cfg["pad"], batch_size=cfg["batch"],
-                                  chunk_size=cfg["chunk"])
-            infer_volume_to_file(predictor, spec, os.path.join(tmp, "probs.h5"), cfg["chunk"])
+            spec = write_input(os.path.join(tmp, "input.h5"), shape, synthetic=False)
+            predictor = Predictor(model, cfg["window"], cfg["stride"], cfg["pad"], batch_size=cfg["batch"])
+            infer_volume_to_file(predictor, spec, os.path.join(tmp, "probs.h5"), cfg["rss_chunk"])
     print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
@@ -151,40 +177,44 @@ def run_child(size, extra):
     return json.loads(result.stdout.strip().splitlines()[-1])["maxrss_kb"] / 1024.0
 
 
+def report(name, r):
+    print(f"{name}: windows run {r['windows_run']} (global grid {r['windows_global']}); bare forward "
+          f"{r['forward_vox_per_s']:.3g} vox/s, pipeline {r['pipeline_vox_per_s']:.3g} vox/s, overhead "
+          f"{100 * r['overhead']:.1f}% vs the bare-forward run, {100 * r['overhead_inside']:.1f}% vs the "
+          "forward time inside the pipeline run")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--size", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grow", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.size = args.size or ("quick" if args.quick else "default")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         return child_rss(args)
     cfg = SIZES[args.size]
     model, description = build(cfg["window"])
     print(f"model: {description}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"window {cfg['window']} stride {cfg['stride']} pad {cfg['pad']} chunk {cfg['chunk']} "
-          f"batch {cfg['batch']} volume {cfg['volume']}")
+          f"batch {cfg['batch']} volume {cfg['volume']}; medians of {cfg['repeats']}; target overhead < 15%")
     with tempfile.TemporaryDirectory() as tmp:
-        r = throughput(cfg, model, torch.device("cpu"), tmp)
-        print(f"CPU, TTA off: windows run {r['windows_run']} (global grid {r['windows_global']}); "
-              f"bare forward {r['forward_vox_per_s']:.3g} vox/s, pipeline {r['pipeline_vox_per_s']:.3g} vox/s, "
-              f"overhead {100 * r['overhead']:.1f}% (medians of {cfg['repeats']}; target < 15%)")
+        report("CPU, TTA off", throughput(cfg, model, torch.device("cpu"), tmp))
         if torch.cuda.is_available():
-            gpu = torch.device("cuda")
-            model.to(gpu)
+            model.to("cuda")
             for amp in (False, True):
-                g = throughput(cfg, model, gpu, tmp, amp=amp)
-                print(f"CUDA amp={amp}: bare forward {g['forward_vox_per_s']:.3g} vox/s, "
-                      f"pipeline {g['pipeline_vox_per_s']:.3g} vox/s, overhead {100 * g['overhead']:.1f}%")
+                report(f"CUDA, TTA off, amp={amp}", throughput(cfg, model, torch.device("cuda"), tmp, amp=amp))
     base = run_child(args.size, ["--baseline"])
     peaks = [run_child(args.size, ["--grow", str(g)]) for g in (1, 4)]
-    chunk_voxels = int(np.prod(cfg["chunk"]))
-    print(f"peak RSS: forward-only child {base:.0f} MiB; pipeline on {cfg['rss_volume']} {peaks[0]:.0f} MiB, "
-          f"on 4x that in z {peaks[1]:.0f} MiB (ratio {peaks[1] / peaks[0]:.3f}); "
-          f"per chunk voxel {(max(peaks) - base) * 2**20 / chunk_voxels:.1f} bytes")
+    chunk_voxels = int(np.prod(cfg["rss_chunk"]))
+    print(f"peak RSS (1x1x1-conv model, chunk {cfg['rss_chunk']}): forward-only child {base:.0f} MiB; "
+          f"volume {cfg['rss_volume']}: {peaks[0]:.0f} MiB, 4x in z: {peaks[1]:.0f} MiB "
+          f"(ratio {peaks[1] / peaks[0]:.3f}); {(max(peaks) - base) * 2**20 / chunk_voxels:.1f} bytes per chunk voxel")
 
 
 if __name__ == "__main__":

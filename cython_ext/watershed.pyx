@@ -1,8 +1,8 @@
 # distutils: language = c++
-"""Seeded watershed on 256-level maps with a bucket queue (linear time).
+"""Seeded watershed on 256-level maps with a bucket queue (linear time), and label bookkeeping loops.
 
-The Python API (``connectomics.postprocess.watershed``) checks dtypes, shapes
-and contiguity; this module only runs the loop.
+The Python API (``connectomics.postprocess.watershed`` / ``.cleanup`` /
+``.seeds``) checks dtypes, shapes and contiguity; this module only runs loops.
 
 Flooding order, identical to scikit-image's heap watershed: the queue holds
 labelled voxels keyed by (level, insertion order); the lowest level pops
@@ -15,10 +15,12 @@ Levels: uint8 maps use their value; float32 maps in [0, 1] use
 ``floor(255 * p + 0.5)`` computed in double precision (values below 0 count as
 0, above 1 as 255). ``invert`` floods ``255 - level`` instead (bright first).
 
-Memory: the labels are flooded in place; each level's FIFO is a
-``std::deque`` of flat indices (uint32 when the volume has fewer than 2**32
-voxels, else uint64) that only ever holds the current frontier. Seeds whose
-neighbours are all labelled or outside the mask are never queued.
+Memory (besides the labels, flooded in place): a bitmap of the voxels still
+open to flooding (1 bit/voxel; neighbour tests touch it instead of the labels,
+the image and the mask, which keeps the random accesses in cache), and one
+``std::deque`` of flat indices per level (uint32 when the volume has fewer than
+2**32 voxels, else uint64) that only holds the current frontier. Seeds without
+an open neighbour are never queued.
 """
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libcpp.deque cimport deque
@@ -27,6 +29,10 @@ from libcpp.vector cimport vector
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
+    void __builtin_prefetch(const void*) nogil
+
+cdef enum:
+    PREFETCH_AHEAD = 8  # queue entries ahead whose label and z-neighbour bits are prefetched
 
 ctypedef fused image_t:
     uint8_t
@@ -72,17 +78,11 @@ cdef inline int _level(image_t value, bint invert) noexcept nogil:
     return 255 - q if invert else q
 
 
-cdef inline bint _open(const image_t* image, const label_t* labels, const uint8_t* mask,
-                       Py_ssize_t i, int max_level, bint invert) noexcept nogil:
-    """An unlabelled voxel that may be flooded."""
-    if labels[i] != 0:
-        return False
-    if mask != NULL and mask[i] == 0:
-        return False
-    return _level(image[i], invert) <= max_level
+cdef inline bint _bit(const uint64_t* bits, Py_ssize_t i) noexcept nogil:
+    return (bits[i >> 6] >> (i & 63)) & 1
 
 
-cdef inline int _lowest(const unsigned long long* occupied) noexcept nogil:
+cdef inline int _lowest(const uint64_t* occupied) noexcept nogil:
     """The lowest level whose FIFO is non-empty, 256 when all are empty."""
     cdef int w
     for w in range(4):
@@ -102,36 +102,97 @@ cdef inline Py_ssize_t _neighbour(Py_ssize_t z, Py_ssize_t y, Py_ssize_t x, int 
     return -1
 
 
+cdef inline bint _inside(const image_t* image, const uint8_t* mask, Py_ssize_t i, const uint8_t* floodable,
+                         int max_level, bint invert) noexcept nogil:
+    """Voxel ``i`` may hold a label: in the mask and not above ``max_level``."""
+    if mask != NULL and mask[i] == 0:
+        return False
+    if image_t is uint8_t:
+        return floodable[image[i]]
+    else:
+        return _level(image[i], invert) <= max_level
+
+
+cdef void _mark_open(const image_t* image, label_t* labels, const uint8_t* mask, Py_ssize_t n,
+                     int max_level, bint invert, uint64_t* bits) noexcept nogil:
+    """Set the bit of every unlabelled floodable voxel; drop seeds outside the mask."""
+    cdef uint8_t floodable[256]  # uint8 images: level test by table
+    cdef Py_ssize_t w, b, i, end
+    cdef uint64_t word
+    cdef bint inside
+    for b in range(256):
+        floodable[b] = _level(<uint8_t>b, invert) <= max_level
+    for w in range((n + 63) // 64):
+        word = 0
+        end = min(64, n - 64 * w)
+        for b in range(end):
+            i = 64 * w + b
+            inside = _inside(image, mask, i, floodable, max_level, invert)
+            if labels[i] == 0:
+                word |= (<uint64_t>inside) << b
+            elif not inside:
+                labels[i] = 0  # as scikit-image: markers outside the mask are dropped
+        bits[w] = word
+
+
+cdef void _mark_frontier(const label_t* labels, const uint64_t* bits, uint64_t* frontier,
+                         Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx, int connectivity) noexcept nogil:
+    """Set the bit of every seed next to an open voxel (work in proportion to the open voxels)."""
+    cdef Py_ssize_t w, i, j, z, y, x, nyx = ny * nx
+    cdef uint64_t word
+    cdef int k
+    for w in range((nz * nyx + 63) // 64):
+        word = bits[w]
+        while word:
+            j = 64 * w + __builtin_ctzll(word)
+            word &= word - 1
+            z = j // nyx
+            y = (j - z * nyx) // nx
+            x = j - z * nyx - y * nx
+            for k in range(connectivity):
+                i = _neighbour(z, y, x, k, nz, ny, nx)
+                if i >= 0 and labels[i] != 0:
+                    frontier[i >> 6] |= 1ULL << (i & 63)
+
+
+cdef inline void _prefetch(const label_t* labels, const uint64_t* bits, Py_ssize_t i,
+                           Py_ssize_t n, Py_ssize_t nyx) noexcept nogil:
+    """Start loading what popping voxel ``i`` will read: its label and the bits around it."""
+    __builtin_prefetch(&labels[i])
+    __builtin_prefetch(&bits[i >> 6])
+    if i >= nyx:
+        __builtin_prefetch(&bits[(i - nyx) >> 6])
+    if i + nyx < n:
+        __builtin_prefetch(&bits[(i + nyx) >> 6])
+
+
 cdef int _flood(const image_t* image, label_t* labels, const uint8_t* mask,
                 Py_ssize_t nz, Py_ssize_t ny, Py_ssize_t nx, int max_level, bint invert,
                 int connectivity, index_t index_kind) except -1 nogil:
-    cdef vector[deque[index_t]] queue = vector[deque[index_t]](256)
-    cdef unsigned long long occupied[4]  # bit l: queue[l] is non-empty
     cdef Py_ssize_t n = nz * ny * nx, nyx = ny * nx
-    cdef Py_ssize_t i, j, z, y, x, r
+    cdef vector[uint64_t] open_bits = vector[uint64_t]((n + 63) // 64, 0)
+    cdef uint64_t* bits = open_bits.data()
+    cdef vector[deque[index_t]] queue = vector[deque[index_t]](256)
+    cdef uint64_t occupied[4]  # bit l: queue[l] is non-empty
+    cdef Py_ssize_t i, j, z, y, x, w
+    cdef uint64_t word
     cdef int k, lv, current
     cdef label_t label
     occupied[0] = occupied[1] = occupied[2] = occupied[3] = 0
+    _mark_open(image, labels, mask, n, max_level, invert, bits)
 
-    # Seeds: drop those outside the mask (as scikit-image does); queue, in
-    # raster order, those with a neighbour left to flood.
-    for i in range(n):
-        if labels[i] == 0:
-            continue
-        lv = _level(image[i], invert)
-        if (mask != NULL and mask[i] == 0) or lv > max_level:
-            labels[i] = 0
-            continue
-        z = i // nyx
-        r = i - z * nyx
-        y = r // nx
-        x = r - y * nx
-        for k in range(connectivity):
-            j = _neighbour(z, y, x, k, nz, ny, nx)
-            if j >= 0 and _open(image, labels, mask, j, max_level, invert):
-                queue[lv].push_back(<index_t>i)
-                occupied[lv >> 6] |= 1ULL << (lv & 63)
-                break
+    # queue, in raster order, the seeds with an open neighbour
+    cdef vector[uint64_t] frontier_bits = vector[uint64_t]((n + 63) // 64, 0)
+    _mark_frontier(labels, bits, frontier_bits.data(), nz, ny, nx, connectivity)
+    for w in range(<Py_ssize_t>frontier_bits.size()):
+        word = frontier_bits[w]
+        while word:
+            i = 64 * w + __builtin_ctzll(word)
+            word &= word - 1
+            lv = _level(image[i], invert)
+            queue[lv].push_back(<index_t>i)
+            occupied[lv >> 6] |= 1ULL << (lv & 63)
+    vector[uint64_t]().swap(frontier_bits)  # free it before flooding
 
     current = _lowest(occupied)
     while current < 256:
@@ -139,14 +200,16 @@ cdef int _flood(const image_t* image, label_t* labels, const uint8_t* mask,
         queue[current].pop_front()
         if queue[current].empty():
             occupied[current >> 6] &= ~(1ULL << (current & 63))
+        elif queue[current].size() > PREFETCH_AHEAD:
+            _prefetch(labels, bits, <Py_ssize_t>queue[current][PREFETCH_AHEAD], n, nyx)
         label = labels[i]
         z = i // nyx
-        r = i - z * nyx
-        y = r // nx
-        x = r - y * nx
+        y = (i - z * nyx) // nx
+        x = i - z * nyx - y * nx
         for k in range(connectivity):
             j = _neighbour(z, y, x, k, nz, ny, nx)
-            if j >= 0 and _open(image, labels, mask, j, max_level, invert):
+            if j >= 0 and _bit(bits, j):
+                bits[j >> 6] &= ~(1ULL << (j & 63))
                 labels[j] = label
                 lv = _level(image[j], invert)
                 queue[lv].push_back(<index_t>j)
@@ -177,3 +240,39 @@ def flood(const image_t[:, :, ::1] image, label_t[:, :, ::1] labels, const uint8
         with nogil:
             _flood(image_ptr, labels_ptr, mask_ptr, nz, ny, nx, max_level, invert,
                    connectivity, <uint64_t>0)
+
+
+def add_offset(const uint32_t[::1] source, label_t[::1] target, label_t offset):
+    """``target = source + offset`` where ``source != 0``, else 0 (equal lengths)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(source.shape[0]):
+            target[i] = source[i] + offset if source[i] != 0 else 0
+
+
+def count_labels(const label_t[::1] labels, uint64_t[::1] counts):
+    """``counts[id] += 1`` per voxel; returns the number of ids >= len(counts) (not counted)."""
+    cdef Py_ssize_t i, n = counts.shape[0], missed = 0
+    cdef label_t value
+    with nogil:
+        for i in range(labels.shape[0]):
+            value = labels[i]
+            if value < <uint64_t>n:
+                counts[value] += 1
+            else:
+                missed += 1
+    return missed
+
+
+def apply_lut(label_t[::1] labels, const label_t[::1] lut):
+    """``labels = lut[labels]`` in place; returns the number of ids >= len(lut) (left unchanged)."""
+    cdef Py_ssize_t i, n = lut.shape[0], missed = 0
+    cdef label_t value
+    with nogil:
+        for i in range(labels.shape[0]):
+            value = labels[i]
+            if value < <uint64_t>n:
+                labels[i] = lut[value]
+            else:
+                missed += 1
+    return missed

@@ -8,7 +8,7 @@
 Prints AP@[.50:.95], AP-50, AP-75, AP-90, AP-75 small/medium/large and the TP/FP/FN counts at
 IoU 0.75, and writes PREFIX_map.txt, PREFIX_match_p.txt, PREFIX_match_fn.txt, PREFIX.json and
 PREFIX_pr.png. -1 means "undefined": the area range holds no ground-truth instance.
-Memory is about 2 x cz x Y x X x 4 bytes (uint32 labels): use -cz 8..16 for 4096 x 4096 slices.
+Memory: two slabs of -cz slices of each volume, one slab capped at 128 MiB (so at most ~0.5 GiB).
 """
 import argparse
 import logging
@@ -36,7 +36,8 @@ def get_parser():
                         help="small/medium and medium/large voxel bounds (default: '5e3, 3e4')")
     parser.add_argument("-thc", "--threshold-crumb", type=int, default=2000,
                         help="GT instances smaller than this are removed (default: 2000)")
-    parser.add_argument("-cz", "--chunk-size", type=int, default=100, help="z-slices read at a time (default: 100)")
+    parser.add_argument("-cz", "--chunk-size", type=int, default=100,
+                        help="z-slices read at a time (default: 100; a slab is capped at 128 MiB)")
     parser.add_argument("-sl", "--slices", default="-1", help="z range 'z0, z1' to evaluate (default: -1 = all)")
     parser.add_argument("-o", "--output-name", default=None, metavar="PREFIX",
                         help="report prefix (default: the prediction path without its extension)")

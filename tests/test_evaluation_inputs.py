@@ -33,6 +33,14 @@ def test_integer_dtypes_agree(pair, expected, gt_dtype, pred_dtype):
     assert same(evaluate_volumes(gt.astype(gt_dtype), pred.astype(pred_dtype), crumb_size=500), expected)
 
 
+def test_big_endian_labels(pair, expected, tmp_path):
+    gt, pred = (v.astype(">u4") for v in pair)
+    assert same(evaluate_volumes(gt, pred.astype(">i8"), crumb_size=500), expected)
+    with h5py.File(tmp_path / "be.h5", "w") as f:
+        f["gt"], f["pred"] = gt, pred
+    assert same(evaluate_volumes(f"{tmp_path / 'be.h5'}:gt", f"{tmp_path / 'be.h5'}:pred", crumb_size=500), expected)
+
+
 def test_huge_non_consecutive_ids(pair, expected):
     gt, pred = (v.astype(np.uint64) for v in pair)
     gt[gt > 0] += np.uint64(2**63 + 12345)  # ids above 2**63
@@ -67,6 +75,16 @@ def test_leading_singleton_axis(pair, expected, tmp_path):
 @pytest.mark.parametrize("chunk", [1, 3, 16, 100])
 def test_chunk_size_does_not_change_the_result(pair, expected, chunk):
     assert same(evaluate_volumes(*pair, crumb_size=500, chunk_slices=chunk), expected)
+
+
+def test_slab_cap(pair, expected):
+    from connectomics.evaluation.overlap import slab_depth
+
+    assert slab_depth(100, (100, 2048, 2048), (4, 4)) == 8
+    assert slab_depth(100, (100, 2048, 2048), (8, 2), max_slab_mib=None) == 100
+    assert slab_depth(5, (10, 64, 64), (1, 1)) == 5
+    assert slab_depth(100, (10, 10**5, 10**5), (8, 8)) == 1
+    assert same(evaluate_volumes(*pair, crumb_size=500, max_slab_mib=0.02), expected)  # 1-slice reads
 
 
 def test_slices_equal_cropping(pair):

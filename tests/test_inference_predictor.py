@@ -192,6 +192,12 @@ def test_bad_inputs_and_models_give_clear_errors():
         predict_volume(predictor, np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match="output activation 'softmax'"):
         Predictor(torch.nn.Identity(), (2, 8, 8), (2, 8, 8), (0, 0, 0), output_act="softmax")
+    with pytest.raises(ValueError, match="merge 'median' not supported"):
+        Predictor(torch.nn.Identity(), (2, 8, 8), (2, 8, 8), (0, 0, 0), aug_mode="median")
+    with pytest.raises(ValueError, match="unknown blending 'box'"):
+        Predictor(torch.nn.Identity(), (2, 8, 8), (2, 8, 8), (0, 0, 0), blending="box")
+    with pytest.raises(ValueError, match="stride 9 is larger than the window 8"):
+        Predictor(torch.nn.Identity(), (2, 8, 8), (2, 9, 8), (0, 0, 0))
 
 
 def test_build_predictor_reads_the_inference_config():
@@ -206,3 +212,11 @@ def test_build_predictor_reads_the_inference_config():
                                     "output_act": "sigmoid", "amp": False}
     assert predictor.batch_size == 3 and predictor.chunk_size == tuple(cfg.INFERENCE.CHUNK_SIZE)
     assert len(predictor.variants) == 4 and predictor.eval_mode
+
+
+def test_a_model_returning_its_input_is_not_corrupted_by_the_sigmoid(volume):
+    expected = probability_to_uint8(1 / (1 + np.exp(-volume.astype(np.float64) / 255)))[None]
+    for aug_num in (0, 16):
+        got = predict_volume(Predictor(torch.nn.Identity(), (4, 16, 16), (2, 8, 8), (1, 4, 4), aug_num=aug_num),
+                             volume)
+        assert np.abs(got.astype(int) - expected).max() <= 1

@@ -97,12 +97,38 @@ def test_read_box_inside_the_volume_is_one_slice():
 
 def test_chunk_geometry_example():
     tiling = Tiling((10, 100, 100), (4, 32, 32), (2, 16, 16), (1, 8, 8), (5, 50, 50))
-    assert tiling.starts[1][0] == -8 and tiling.starts[1][-1] == 100 + 8 - 32
+    assert tiling.starts[1] == [-8, 8, 24, 40, 56, 72, 76]
+    # border 50 moves to 56 (a window start: only 40 straddles it; 24 and 40 straddle 50)
+    assert tiling.borders == ((0, 5, 10), (0, 56, 100), (0, 56, 100))
     assert tiling.grid_shape == (2, 2, 2) and tiling.num_chunks == 8
     chunk = tiling.chunk((1, 0, 1))
-    assert chunk.write == ((5, 10), (0, 50), (50, 100))
-    assert chunk.write_shape == (5, 50, 50)
-    assert chunk.read[1][0] == -8 and chunk.read[2][1] == 108
+    assert chunk.write == ((5, 10), (0, 56), (56, 100))
+    assert chunk.write_shape == (5, 56, 44) and tiling.max_chunk_shape == (5, 56, 56)
+    assert chunk.read == ((3, 11), (-8, 72), (40, 108))
+
+
+def _nominal_windows(tiling):
+    """Windows run with plain borders every chunk_size (no moving)."""
+    return math.prod(sum(len(tiling._touching(st, w, c0, min(c0 + c, n))) for c0 in range(0, n, c))
+                     for n, c, w, st in zip(tiling.volume_shape, tiling.chunk_size, tiling.window, tiling.starts))
+
+
+def test_moved_borders_never_run_more_windows_and_stay_near_nominal():
+    rng = np.random.default_rng(2)
+    fewer = 0
+    for _ in range(400):
+        shape = tuple(int(v) for v in rng.integers(1, 60, 3))
+        window = tuple(int(v) for v in rng.integers(1, 16, 3))
+        stride = tuple(int(rng.integers(1, w + 1)) for w in window)
+        chunk_size = tuple(int(v) for v in rng.integers(1, 30, 3))
+        tiling = Tiling(shape, window, stride, (2, 2, 2), chunk_size)
+        assert tiling.windows_computed() <= _nominal_windows(tiling)
+        fewer += tiling.windows_computed() < _nominal_windows(tiling)
+        for borders, c, s in zip(tiling.borders, tiling.chunk_size, stride):
+            assert all(abs(b - round(b / c) * c) <= s // 2 for b in borders[1:-1])
+    assert fewer > 100
+    big = Tiling((100, 4096, 4096), (8, 256, 256), (4, 128, 128), (2, 64, 64), (64, 512, 512))
+    assert big.windows_computed() / big.num_windows < 1.6  # 2.23 with plain borders
 
 
 def test_bad_geometry_is_rejected_with_a_clear_message():

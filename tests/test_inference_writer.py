@@ -156,3 +156,43 @@ def test_bad_arguments(tmp_path, model, volume):
         infer_volume_to_file(Predictor(model, **KW), volume, tmp_path / "p.h5", CHUNK, compression="zstd")
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         infer_volume_to_file(Predictor(model, **KW), str(tmp_path / "missing.h5"), tmp_path / "p.h5", CHUNK)
+
+
+def test_model_fingerprint_sees_weights_and_buffers():
+    from connectomics.inference.writer import model_fingerprint
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1), torch.nn.BatchNorm3d(2))
+    before = model_fingerprint(model)
+    assert before == model_fingerprint(model)
+    model[1].num_batches_tracked += 1  # a 0-d buffer
+    assert model_fingerprint(model) != before
+
+
+def test_run_killed_between_the_last_chunk_and_the_rename_finishes(tmp_path, model, input_file, monkeypatch):
+    out = tmp_path / "probs.h5"
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK)
+    assert not out.exists() and os.path.exists(temporary_name(out))
+    calls = []
+    infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK, on_chunk_done=lambda *a: calls.append(a))
+    assert calls == []
+    with h5py.File(out, "r") as f:
+        assert list(f) == ["main"] and np.array_equal(f["main"][...], predict_volume(Predictor(model, **KW),
+                                                                                      _read(input_file)))
+
+
+def test_final_name_holding_something_else_is_refused(tmp_path, model, input_file):
+    out = tmp_path / "probs.h5"
+    out.write_bytes(b"something else")
+    with pytest.raises(ResumeError, match="not a readable HDF5 file.*overwrite=True"):
+        infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK)
+    infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK, overwrite=True)
+    with h5py.File(out, "r") as f:
+        assert f["main"].shape == (2, 11, 37, 30)

@@ -9,9 +9,9 @@ from scipy import ndimage as ndi
 from connectomics.config import load_cfg
 from connectomics.data.io import read_volume, write_volume
 from connectomics.data.synthetic import (
-    ensure_synthetic, make_synthetic_pair, renumber, save_overlay_png, save_preview_png, size_statistics,
-    write_synthetic_pair)
-from connectomics.data.synthetic_shapes import keep_largest_parts, smooth_field
+    ensure_synthetic, keep_largest_parts, make_synthetic_pair, renumber, save_overlay_png, save_preview_png,
+    size_statistics, write_synthetic_pair)
+from connectomics.data.synthetic_shapes import smooth_field
 
 SMALL = (16, 64, 64)
 
@@ -180,3 +180,14 @@ def test_ensure_synthetic_keeps_user_data(tmp_path):
     assert read_volume(str(tmp_path / "val_im.h5")).shape == (4, 8, 8)
     assert read_volume(str(tmp_path / "train.h5:image")).shape == (16, 64, 64)  # missing keys were written
     assert read_volume(str(tmp_path / "train.h5:other")).shape == (3,)
+
+
+def test_ensure_synthetic_bad_shape_and_shared_dataset(tmp_path):
+    cfg = _cfg(tmp_path)
+    cfg.defrost()
+    cfg.DATASET.SYNTHETIC.SHAPE = [16, 64]
+    with pytest.raises(ValueError, match="DATASET.SYNTHETIC.SHAPE"):
+        ensure_synthetic(cfg)
+    spec = str(tmp_path / "both.h5")
+    with pytest.raises(ValueError, match="share one dataset"):
+        write_synthetic_pair(spec, spec + ":main", SMALL, 0)

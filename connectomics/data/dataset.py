@@ -158,10 +158,10 @@ def _worker_init(_):
     torch.set_num_threads(1)
 
 
-def sample_loader(dataset, batch_size, first_sample, num_samples, num_workers):
-    """A DataLoader over sample indices ``first_sample .. first_sample + num_samples - 1`` in order."""
+def sample_loader(dataset, batch_size, indices, num_workers):
+    """A DataLoader over the sample ``indices`` (any iterable with a length), in order."""
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=range(first_sample, first_sample + num_samples),
+        dataset, batch_size=batch_size, sampler=indices,
         num_workers=num_workers, collate_fn=collate_samples, worker_init_fn=_worker_init,
         pin_memory=torch.cuda.is_available(), persistent_workers=False,
         prefetch_factor=2 if num_workers else None)

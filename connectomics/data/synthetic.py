@@ -1,11 +1,9 @@
 """Synthetic EM volumes with mitochondria: image/label pairs to train and score without downloads.
 
-The geometry (tubes, touching pairs) lives in :mod:`connectomics.data.synthetic_shapes`;
-this module paints the image: mid-grey cytoplasm split by thin dark cell
-membranes (a warped, weighted Voronoi tessellation), small dark vesicles, dark
-mitochondria with light cristae and a darker double-membrane rim, then blur,
-a slow intensity drift across z/y/x, per-section brightness jitter, noise and,
-on request, missing and misaligned sections.
+:mod:`synthetic_shapes` packs the instances (curved tubes and capsules, some in
+touching pairs), :mod:`synthetic_image` paints the EM-like image; this module
+is the public API: generate a pair, write it, report its sizes, and the thin
+config layer :func:`ensure_synthetic`.
 
 Voxels are anisotropic like MitoEM (30 x 8 x 8 nm): objects span about 3.75
 times more voxels in y/x than in z. Every random draw comes from
@@ -15,11 +13,10 @@ import logging
 import os
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from connectomics.data.preview import save_overlay_png, save_preview_png
-from connectomics.data.synthetic_shapes import (
-    ANISOTROPY, keep_largest_parts, mean_instance_size, pack_tubes, resample_axis, smooth_field)
+from connectomics.data.synthetic_image import add_artefacts, cell_background, finish_image, paint_mitochondria
+from connectomics.data.synthetic_shapes import mean_instance_size, pack_tubes
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +24,6 @@ __all__ = [
     "ensure_synthetic", "make_synthetic_pair", "save_overlay_png", "save_preview_png",
     "size_statistics", "write_synthetic_pair",
 ]
-
-CELL_SIZE = 55.0  # typical cell diameter (y/x voxels) of the background tessellation
-COARSE = 4  # y/x step of the grid on which the tessellation is computed
 
 
 def make_synthetic_pair(shape=(48, 192, 192), seed=0, n_instances=None, touching_fraction=0.3,
@@ -91,145 +85,24 @@ def renumber(label):
     return lut[label]
 
 
-def _upsample_yx(coarse, shape):
-    """Linear interpolation of a (Z, Yc, Xc) grid (nodes every COARSE voxels) to (Z, Y, X) float32."""
-    out = coarse
-    for axis in (2, 1):
-        n, nc = shape[axis], coarse.shape[axis]
-        pos = np.clip((np.arange(n) - (COARSE - 1) / 2.0) / COARSE, 0, nc - 1)
-        weights = np.maximum(0.0, 1.0 - np.abs(pos[:, None] - np.arange(nc)[None, :])).astype(np.float32)
-        out = resample_axis(out, weights, axis)
-    return out
+def keep_largest_parts(label, min_size):
+    """In place: each id keeps only its largest 6-connected part; parts under ``min_size`` voxels become 0."""
+    import cc3d
 
-
-def _tessellation(shape, rng):
-    """Cell walls on the coarse grid: distance to the nearest wall (y/x voxels), the wall's
-    tilt towards the section plane (0 upright .. 1 lying in the section) and a per-cell grey offset.
-
-    Cells are a multiplicatively weighted Voronoi diagram (curved walls) of a
-    smoothly warped space, measured in physical units (z scaled by ANISOTROPY).
-    """
-    coarse = (shape[0], -(-shape[1] // COARSE), -(-shape[2] // COARSE))
-    extent = np.array([shape[0] * ANISOTROPY, shape[1], shape[2]])
-    n_cells = max(4, int(round(np.prod(extent + CELL_SIZE) / CELL_SIZE ** 3)))
-    seeds = rng.uniform(0.0, 1.0, (n_cells, 3)) * (extent + CELL_SIZE) - CELL_SIZE / 2
-    weights = rng.uniform(0.75, 1.3, n_cells).astype(np.float32)
-    offsets = rng.normal(0.0, 0.035, n_cells).astype(np.float32)
-    grid = np.meshgrid(np.arange(coarse[0]) * ANISOTROPY, np.arange(coarse[1]) * COARSE + (COARSE - 1) / 2.0,
-                       np.arange(coarse[2]) * COARSE + (COARSE - 1) / 2.0, indexing="ij")
-    coords = [(g + 7.0 * smooth_field(coarse, (4.0, 6.0, 6.0), rng)).astype(np.float32) for g in grid]
-    best = np.full(coarse, np.inf, np.float32)
-    second = np.full(coarse, np.inf, np.float32)
-    owner = np.zeros(coarse, np.int32)
-    for k in range(n_cells):
-        d = ((coords[0] - seeds[k, 0]) ** 2 + (coords[1] - seeds[k, 1]) ** 2
-             + (coords[2] - seeds[k, 2]) ** 2) / weights[k] ** 2
-        closer = d < best
-        np.copyto(second, np.where(closer, best, np.minimum(second, d)))
-        np.copyto(owner, k, where=closer)
-        np.minimum(best, d, out=best)
-    wall = 0.5 * (np.sqrt(second) - np.sqrt(best)) * weights[owner]
-    # one-sided z slopes: the larger one survives the kink of the distance at the wall itself
-    step = np.abs(np.diff(wall, axis=0)) / ANISOTROPY
-    tilt = np.zeros_like(wall)
-    tilt[1:] = step
-    np.maximum(tilt[:-1], step, out=tilt[:-1])
-    return wall, np.minimum(tilt, 1.0), offsets[owner]
-
-
-def cell_background(shape, rng, vesicles_per_voxel=1.0 / 2500):
-    """Cytoplasm (about 0.65), thin dark membranes and small dark vesicles, float32 (Z, Y, X).
-
-    A section integrates a wall over its thickness, so walls lying in the
-    section plane are drawn wider and fainter (same integral).
-    """
-    wall, tilt, offset = (_upsample_yx(v, shape) for v in _tessellation(shape, rng))
-    image = 0.66 + offset
-    width = np.sqrt(0.6 ** 2 + (1.1 * tilt) ** 2)
-    image -= (0.4 * 0.6) / width * np.exp(-0.5 * (wall / width) ** 2)
-    # fine grain and vesicles share one Gaussian filter: white noise plus scaled deltas
-    sigma = (0.5, 1.6, 1.6)
-    peak = (2 * np.pi) ** 1.5 * np.prod(sigma)  # a unit delta's peak after filtering is 1 / peak
-    grain = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.22)
-    n_vesicles = rng.poisson(np.prod(shape) * vesicles_per_voxel)
-    where = tuple(rng.integers(0, n, n_vesicles) for n in shape)
-    grain[where] -= rng.uniform(0.1, 0.35, n_vesicles).astype(np.float32) * np.float32(peak)
-    image += ndi.gaussian_filter(grain, sigma, mode="reflect")
-    return image.astype(np.float32, copy=False)
-
-
-def _interfaces(label):
-    """Boolean (Z, Y, X): voxels with a 6-neighbour of another non-zero id (faces of touching pairs)."""
-    out = np.zeros(label.shape, bool)
-    for axis in range(3):
-        a = [slice(None)] * 3
-        b = [slice(None)] * 3
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        a, b = tuple(a), tuple(b)
-        differ = (label[a] != label[b]) & (label[a] > 0) & (label[b] > 0)
-        out[a] |= differ
-        out[b] |= differ
-    return out
-
-
-def paint_mitochondria(image, canvas, rng):
-    """Paint every labelled voxel of ``canvas`` into ``image`` (float32, in place).
-
-    Dark matrix (0.26..0.38), light cristae across the long axis (bands of the
-    arc length, bent by the distance to the axis), a dark outer and fainter
-    inner membrane near the surface and on faces shared with a touching instance.
-    """
-    n_ids = len(canvas.radius)
-    base = rng.uniform(0.26, 0.38, n_ids).astype(np.float32)
-    period = rng.uniform(5.0, 9.0, n_ids).astype(np.float32)
-    phase = rng.uniform(0.0, 2 * np.pi, n_ids).astype(np.float32)
-    cristae = rng.uniform(0.1, 0.25, n_ids).astype(np.float32)
-    inside = canvas.label > 0
-    ids = canvas.label[inside]
-    depth = (1.0 - canvas.dnorm[inside]) * np.asarray(canvas.radius, np.float32)[ids]
-    np.maximum(depth, 0.0, out=depth)
-    depth[_interfaces(canvas.label)[inside]] = 0.3
-    band = np.cos(2 * np.pi * canvas.arc[inside] / period[ids] + phase[ids] + 2.5 * canvas.dnorm[inside] ** 2)
-    band = np.clip((band - 0.3) / 0.7, 0.0, 1.0) ** 2 * np.clip((depth - 3.0) / 2.0, 0.0, 1.0)
-    value = base[ids] + cristae[ids] * band
-    value -= 0.2 * np.exp(-0.5 * ((depth - 0.6) / 0.7) ** 2) + 0.07 * np.exp(-0.5 * ((depth - 2.6) / 0.5) ** 2)
-    image[inside] = value
-
-
-def finish_image(image, rng, noise, blur):
-    """Blur, slow drift across z/y/x, per-section brightness jitter and noise; float32 (Z, Y, X)."""
-    shape = image.shape
-    if noise > 0:  # part of the noise is added before the blur: EM noise is slightly correlated
-        image += rng.standard_normal(shape, dtype=np.float32) * np.float32(1.2 * noise)
-    if blur > 0:
-        image = ndi.gaussian_filter(image, (0.3 * blur, blur, blur), mode="reflect")
-    drift = 0.05 * smooth_field(shape, np.maximum(np.array(shape) / 2.0, 4.0), rng)
-    for axis, slope in enumerate(rng.uniform(-0.1, 0.1, 3)):
-        ramp = np.linspace(-slope, slope, shape[axis], dtype=np.float32)
-        drift += ramp.reshape([-1 if k == axis else 1 for k in range(3)])
-    drift += rng.normal(0.0, 0.015, shape[0]).astype(np.float32)[:, None, None]
-    image *= 1.0 + drift
-    if noise > 0:
-        image += rng.standard_normal(shape, dtype=np.float32) * np.float32(noise)
-    return image
-
-
-def add_artefacts(image, label, rng, max_shift=4):
-    """In place: the sections from a random z on are shifted in y/x (image and label alike)
-    by up to ``max_shift`` voxels, and 1 (2 if Z >= 32) other sections go near-black (image only)."""
-    depth = image.shape[0]
-    start = int(rng.integers(depth // 4, max(depth // 4 + 1, 3 * depth // 4)))
-    dy, dx = 0, 0
-    while dy == 0 and dx == 0:
-        dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, 2))
-    for volume in (image, label):
-        pad = np.pad(volume[start:], ((0, 0), (max_shift, max_shift), (max_shift, max_shift)), mode="reflect")
-        volume[start:] = pad[:, max_shift - dy:max_shift - dy + volume.shape[1],
-                             max_shift - dx:max_shift - dx + volume.shape[2]]
-    n_missing = 2 if depth >= 32 else 1
-    for z in rng.choice(np.arange(1, depth - 1), size=n_missing, replace=False):
-        image[z] = rng.uniform(0.02, 0.08) + rng.normal(0.0, 0.02, image.shape[1:])
-    logger.debug("artefacts: sections %d.. shifted by (%d, %d)", start, dy, dx)
+    parts = cc3d.connected_components(label, connectivity=6)
+    flat = parts.reshape(-1)
+    count = np.bincount(flat)
+    owner = np.zeros(count.size, np.int64)
+    owner[flat] = label.reshape(-1)
+    order = np.lexsort((count, owner))  # by owner, then size: the last part of each owner is its largest
+    best = np.zeros(int(owner.max()) + 1, np.int64)
+    best[owner[order]] = order
+    keep = np.zeros(count.size, bool)
+    keep[best] = True
+    keep &= count >= min_size
+    keep[owner == 0] = False
+    label[~keep[parts]] = 0
+    return label
 
 
 def size_statistics(label, area_thresholds=(5e3, 3e4)):
@@ -270,6 +143,10 @@ def write_synthetic_pair(image_spec, label_spec, shape, seed, png=None, **kwargs
     for spec in (image_spec, label_spec):
         if spec and not parse_spec(spec)[0].lower().endswith(H5_EXTENSIONS):
             raise ValueError(f"synthetic volumes are written as HDF5: {spec} must name a .h5 file")
+    targets = [(os.path.abspath(p), k or "main") for p, k in map(parse_spec, (image_spec, label_spec or ""))]
+    if label_spec and targets[0] == targets[1]:
+        raise ValueError(f"image and label would share one dataset ({image_spec}, {label_spec}): "
+                         "give them different files or keys, e.g. train.h5:image and train.h5:label")
     image, label = make_synthetic_pair(shape, seed, **kwargs)
     for spec, volume in ((image_spec, image), (label_spec, label)):
         if spec:
@@ -348,6 +225,10 @@ def ensure_synthetic(cfg):
     syn = cfg.DATASET.SYNTHETIC
     if not syn.ENABLED:
         return []
+    try:
+        _check_args(syn.SHAPE, 0.0, 0.0, 0.0, 1.0)
+    except ValueError as err:
+        raise ValueError(f"config key DATASET.SYNTHETIC.SHAPE: {err}") from err
     written = []
     for image_spec, label_spec, seed, keys in synthetic_jobs(cfg):
         specs = [s for s in (image_spec, label_spec) if s]

@@ -11,7 +11,8 @@ roughens the outline) is below 1.
 Touching pairs are made by placing a second tube that overlaps the first
 (end to end, or side by side along it) and giving each shared voxel to the
 tube it is deeper inside: the two instances share a face, with no background
-between them.
+between them. The face must stand upright enough that a per-section contour
+splits the pair (the 2D contour targets and seeded watershed of the pipeline).
 """
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ SIZE_CLASSES = {
 }
 STEP = 4.0  # curve sampling step (metric voxels)
 GAP = 3.0  # minimum background gap between instances that do not touch (y/x voxels)
+# in-plane erosion (voxels) that stands for the seeds a per-section contour decoder keeps: a soft
+# contour band of half-width 2, thresholded, leaves seeds about this far from the borders
+SEED_MARGIN = 1
 
 
 @dataclass
@@ -244,7 +248,7 @@ def shared_faces(a, b, axes=(0, 1, 2)):
     return total
 
 
-def separable_in_plane(a, b, half_width=3):
+def separable_in_plane(a, b, half_width=SEED_MARGIN):
     """True if per-section contours can split touching masks ``a`` and ``b`` (3D bool).
 
     The cores left after an in-plane erosion by ``half_width`` (what a contour
@@ -264,7 +268,8 @@ def place_tube(canvas, tube, wobble, wobble_amp, partner=0, min_voxels=300, min_
 
     With ``partner`` > 0 the tube must overlap or touch that instance: shared voxels
     go to the tube they lie deeper in, and the two must end up sharing at least
-    ``min_shared`` voxel faces while each keeps half its voxels. Returns the new id, or 0.
+    ``min_shared`` in-plane voxel faces, each keep half its voxels, and stay
+    separable by a per-section contour (:func:`separable_in_plane`). Returns the new id, or 0.
     """
     box = tube_box(tube, canvas.label.shape)
     if box is None or axis_hits(canvas, tube, partner):
@@ -399,23 +404,3 @@ def pack_tubes(shape, rng, n_instances, touching_fraction=0.3, wobble_amp=0.12, 
                               min_voxels=min(sizes[0], 1500)):
                     break
     return canvas
-
-
-def keep_largest_parts(label, min_size):
-    """In place: each id keeps only its largest 6-connected part; parts under ``min_size`` voxels become 0."""
-    import cc3d
-
-    parts = cc3d.connected_components(label, connectivity=6)
-    flat = parts.reshape(-1)
-    count = np.bincount(flat)
-    owner = np.zeros(count.size, np.int64)
-    owner[flat] = label.reshape(-1)
-    order = np.lexsort((count, owner))  # by owner, then size: the last part of each owner is its largest
-    best = np.zeros(int(owner.max()) + 1, np.int64)
-    best[owner[order]] = order
-    keep = np.zeros(count.size, bool)
-    keep[best] = True
-    keep &= count >= min_size
-    keep[owner == 0] = False
-    label[~keep[parts]] = 0
-    return label

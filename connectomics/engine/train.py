@@ -5,8 +5,10 @@ import os
 import torch
 
 from connectomics.config import split_names
+from connectomics.engine.distributed import (RankIndices, cleanup, init_distributed, is_main_process,
+                                             per_rank_batch, wrap_model)
 from connectomics.engine.checkpoint import (latest_checkpoint, load_model_weights, read_checkpoint,
-                                            restore_training_state)
+                                            restore_training_state, unwrap)
 from connectomics.engine.hooks import CheckpointHook, LoggingHook, ValidationHook
 from connectomics.engine.solver import build_lr_scheduler, build_optimizer
 from connectomics.engine.trainer import Trainer
@@ -36,8 +38,9 @@ def iterate_batches(cfg, start_iter, build_dataset):
     from connectomics.data.dataset import sample_loader
 
     batch, total, workers = cfg.SOLVER.SAMPLES_PER_BATCH, cfg.SOLVER.ITERATION_TOTAL, cfg.SYSTEM.NUM_CPUS
+    local = per_rank_batch(batch)
     if not cfg.DATASET.DO_CHUNK_TITLE:
-        yield from sample_loader(build_dataset(None), batch, start_iter * batch, (total - start_iter) * batch, workers)
+        yield from sample_loader(build_dataset(None), local, RankIndices(start_iter, total, batch), workers)
         return
     period_len = cfg.DATASET.DATA_CHUNK_ITER
     num = cfg.DATASET.DATA_CHUNK_NUM
@@ -48,7 +51,7 @@ def iterate_batches(cfg, start_iter, build_dataset):
         end = min(total, (period + 1) * period_len)
         chunk_id = chunk_for_period(period, ids, cfg.SYSTEM.SEED)
         logger.info("iterations %d..%d on chunk %d", it, end - 1, chunk_id)
-        yield from sample_loader(build_dataset(chunk_id), batch, it * batch, (end - it) * batch, workers)
+        yield from sample_loader(build_dataset(chunk_id), local, RankIndices(it, end, batch), workers)
         it = end
 
 
@@ -68,7 +71,7 @@ def make_validator(cfg, device):
     decode = build_decoder(cfg)
 
     def validate(model):
-        predictor = build_predictor(cfg, model, device)
+        predictor = build_predictor(cfg, unwrap(model), device)
         pred = decode(predict_volume(predictor, image))
         return evaluate_volumes(gt_spec, pred, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
                                 crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES).summary
@@ -112,7 +115,7 @@ def run_training(cfg, checkpoint=None):
 
     folder = cfg.DATASET.OUTPUT_PATH
     torch.manual_seed(cfg.SYSTEM.SEED)
-    device = select_device(cfg)
+    device = init_distributed(select_device(cfg))
     model = build_model(cfg).to(device)
     criterion = build_criterion(cfg)
     optimizer, scheduler = build_optimizer(cfg, model), None
@@ -127,14 +130,16 @@ def run_training(cfg, checkpoint=None):
     logger.info("training %s on %s: iterations %d..%d, %d parameters", cfg.MODEL.ARCHITECTURE, device,
                 start, total, sum(p.numel() for p in model.parameters()))
     batches = iterate_batches(cfg, start, lambda chunk_id: build_train_dataset(cfg, chunk_id))
-    writer = _tensorboard(cfg, folder)
+    main = is_main_process()
+    writer = _tensorboard(cfg, folder) if main else None
     checkpointer = CheckpointHook(folder, cfg.SOLVER.ITERATION_SAVE, cfg.MODEL.ARCHITECTURE)
     hooks = [LoggingHook(cfg.MONITOR.ITERATION_NUM[0], writer, folder,
                          cfg.MONITOR.ITERATION_NUM[1] if cfg.MONITOR.VIS_OPT[0] else 0, cfg.MONITOR.VIS_OPT[1]),
-             checkpointer]
-    validate = make_validator(cfg, device)
+             checkpointer] if main else []
+    validate = make_validator(cfg, device) if main else None
     if validate is not None:
         hooks.append(ValidationHook(cfg.SOLVER.ITERATION_VAL, validate, folder, checkpointer, writer))
+    model = wrap_model(model, device)
     clip = None
     if cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
         c = cfg.SOLVER.CLIP_GRADIENTS
@@ -144,4 +149,5 @@ def run_training(cfg, checkpoint=None):
     trainer.train()
     if writer is not None:
         writer.close()
+    cleanup()
     return checkpointer.last_path

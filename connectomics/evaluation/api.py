@@ -10,8 +10,8 @@ import numpy as np
 
 from connectomics.evaluation.average_precision import (IOU_THRESHOLDS, RECALL_THRESHOLDS,
                                                        accumulate, mean_precision)
-from connectomics.evaluation.matching import AREA_NAMES, area_ranges, match_predictions
-from connectomics.evaluation.overlap import overlap_table
+from connectomics.evaluation.matching import AREA_NAMES, Matches, area_ranges, match_predictions
+from connectomics.evaluation.overlap import MAX_SLAB_MIB, overlap_table
 from connectomics.evaluation.scores import rank_predictions
 from connectomics.evaluation.sources import source_name
 
@@ -36,7 +36,7 @@ class EvalResult:
     summary: dict
     precision: np.ndarray
     recall: np.ndarray
-    matches: object
+    matches: Matches
     area_ranges: np.ndarray
     gt_name: str = ""
     pred_name: str = ""
@@ -48,7 +48,7 @@ class EvalResult:
 
 
 def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_size=2000,
-                     chunk_slices=100, slices=None, progress=None):
+                     chunk_slices=100, slices=None, progress=None, max_slab_mib=MAX_SLAB_MIB):
     """AP of an instance prediction against ground truth, official MitoEM semantics.
 
     Args:
@@ -60,13 +60,16 @@ def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_si
             score file (txt / h5). Only scored ids are evaluated.
         area_thresholds: small/medium and medium/large voxel bounds (official ``-th``).
         crumb_size: GT instances below this many voxels are removed (official ``-thc``).
-        chunk_slices: z-slices read at a time (official ``-cz``); memory ~ 2 slabs of this size.
+        chunk_slices: z-slices read at a time (official ``-cz``); memory ~ 2 slabs per volume.
         slices: optional (z0, z1) range to evaluate (official ``-sl``).
+        progress: show a progress bar (None: only on a terminal).
+        max_slab_mib: cap on one slab of one volume in MiB (None: no cap); see ``overlap_table``.
     Returns:
         ``EvalResult``.
     """
     ranges = area_ranges(area_thresholds)
-    table = overlap_table(gt, pred, chunk_slices=chunk_slices, slices=slices, progress=progress)
+    table = overlap_table(gt, pred, chunk_slices=chunk_slices, slices=slices, progress=progress,
+                          max_slab_mib=max_slab_mib)
     ids, sizes, values, notes = rank_predictions(table.pred_ids, table.pred_sizes, scores)
     matches = match_predictions(table, ids, sizes, values, ranges, crumb_size)
     precision, recall, n_gt, outcomes = accumulate(matches, ranges)

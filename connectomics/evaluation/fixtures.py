@@ -2,13 +2,15 @@
 
 Ground truth: anisotropic ellipsoids (short in z, like mitochondria at 30 x 8 x 8 nm voxels)
 with random, non-consecutive ids. The prediction copies each GT instance with one of these
-errors: exact copy, shifted, eroded, dilated, split in two along x, merged with the previous
-instance (same id on two blobs), or missed; plus false-positive blobs and GT "crumbs"
+errors: exact copy, shifted, eroded, dilated, split in two along x, merged with a touching
+neighbour GT instance (one id over both), or missed; plus false-positive blobs and GT "crumbs"
 (instances smaller than the crumb size) that a prediction covers.
 """
 import numpy as np
 
 ERRORS = ("copy", "shift", "erode", "dilate", "split", "merge", "miss")
+DEFAULT_ERRORS = {"copy": 0.3, "shift": 0.2, "erode": 0.1, "dilate": 0.1, "split": 0.1, "merge": 0.1,
+                  "miss": 0.1}
 
 
 def _ellipsoid(center, radii, shape):
@@ -44,64 +46,64 @@ def _unique_ids(rng, n, high):
 
 
 def make_label_pair(shape, n_instances, rng, radius_z=(2, 6), radius_xy=(6, 24), n_false=None,
-                    n_crumbs=None, dtype=np.uint32, max_id=2**31 - 1, errors=ERRORS):
+                    n_crumbs=None, dtype=np.uint32, max_id=2**31 - 1, errors=None):
     """A (gt, pred) pair of (Z, Y, X) label volumes of ``dtype`` (0 = background).
 
     Args:
         shape: (Z, Y, X).
-        n_instances: GT instances (ellipsoids; later ones do not overwrite earlier ones).
+        n_instances: GT instances (ellipsoids; later ones do not overwrite earlier ones). A
+            "merge" adds a second GT instance touching the first, both under one predicted id.
         rng: ``numpy.random.Generator``.
         radius_z, radius_xy: (low, high) radii in voxels, drawn uniformly.
         n_false: false-positive prediction blobs (default ``n_instances // 10``).
         n_crumbs: tiny GT blobs, each covered by a prediction (default ``n_instances // 20``).
         max_id: ids are drawn without replacement from [1, max_id).
-        errors: error types drawn uniformly for each GT instance (see ``ERRORS``).
+        errors: {error type: probability} (see ``ERRORS``; default ``DEFAULT_ERRORS``).
     """
+    errors = DEFAULT_ERRORS if errors is None else errors
     n_false = n_instances // 10 if n_false is None else n_false
     n_crumbs = n_instances // 20 if n_crumbs is None else n_crumbs
     gt = np.zeros(shape, dtype)
     pred = np.zeros(shape, dtype)
-    n_total = n_instances + n_crumbs
-    gt_ids = _unique_ids(rng, n_total, max_id)
-    pred_ids = _unique_ids(rng, 2 * n_total + n_false, max_id)
-    next_pred = iter(pred_ids.tolist())
-    centers = rng.uniform(0, 1, (n_total + n_false, 3)) * np.array(shape)
-    radii = np.column_stack([rng.uniform(*radius_z, n_total + n_false),
-                             rng.uniform(*radius_xy, n_total + n_false),
-                             rng.uniform(*radius_xy, n_total + n_false)])
-    kinds = rng.choice(list(errors), size=n_instances)
-    merge_target = None  # the last predicted id, which a "merge" instance reuses
-    for k in range(n_total):
-        center, rad = centers[k], radii[k]
-        if k >= n_instances:  # crumb: a small GT blob, exactly predicted
-            rad = np.array([1.0, 3.0, 3.0])
-            _paint(gt, center, rad, gt_ids[k])
-            _paint(pred, center, rad, next(next_pred))
-            continue
-        _paint(gt, center, rad, gt_ids[k])
-        merge_target = _paint_prediction(pred, kinds[k], center, rad, next_pred, merge_target, rng)
-    for k in range(n_total, n_total + n_false):
-        _paint(pred, centers[k], radii[k], next(next_pred))
+    n_blobs = n_instances + n_crumbs + n_false
+    gt_ids = iter(_unique_ids(rng, 2 * n_instances + n_crumbs, max_id).tolist())
+    pred_ids = iter(_unique_ids(rng, 2 * n_instances + n_crumbs + n_false, max_id).tolist())
+    centers = rng.uniform(0, 1, (n_blobs, 3)) * np.array(shape)
+    radii = np.column_stack([rng.uniform(*radius_z, n_blobs), rng.uniform(*radius_xy, n_blobs),
+                             rng.uniform(*radius_xy, n_blobs)])
+    weights = np.array(list(errors.values()), float)
+    kinds = rng.choice(list(errors), size=n_instances, p=weights / weights.sum())
+    for k in range(n_instances):
+        _paint_instance(gt, pred, kinds[k], centers[k], radii[k], gt_ids, pred_ids, rng)
+    for k in range(n_instances, n_instances + n_crumbs):  # crumbs: small GT blobs, exactly predicted
+        rad = np.array([1.0, 3.0, 3.0])
+        _paint(gt, centers[k], rad, next(gt_ids))
+        _paint(pred, centers[k], rad, next(pred_ids))
+    for k in range(n_instances + n_crumbs, n_blobs):
+        _paint(pred, centers[k], radii[k], next(pred_ids))
     return gt, pred
 
 
-def _paint_prediction(pred, kind, center, rad, ids, merge_target, rng):
-    """Paint one GT instance's prediction with error ``kind``; return the next merge target."""
+def _paint_instance(gt, pred, kind, center, rad, gt_ids, pred_ids, rng):
+    """Paint one GT instance and its prediction with error ``kind``."""
+    _paint(gt, center, rad, next(gt_ids))
     if kind == "miss":
-        return merge_target
-    if kind == "merge" and merge_target is not None:
-        _paint(pred, center, rad, merge_target)
-        return merge_target
-    label = next(ids)
+        return
+    label = next(pred_ids)
     if kind == "shift":
-        _paint(pred, center + rng.uniform(-1.5, 1.5, 3) * np.array([0.5, 1, 1]), rad, label)
+        _paint(pred, center + rng.uniform(-1, 1, 3) * np.array([0.5, 1, 1]), rad, label)
     elif kind == "erode":
         _paint(pred, center, rad * 0.8, label)
     elif kind == "dilate":
         _paint(pred, center, rad * 1.15, label)
     elif kind == "split":
         _paint(pred, center, rad, label, half=0)
-        _paint(pred, center, rad, next(ids), half=1)
+        _paint(pred, center, rad, next(pred_ids), half=1)
+    elif kind == "merge":  # a touching neighbour along x, predicted together
+        other = rad * rng.uniform(0.6, 1.0, 3)
+        beside = center + np.array([0.0, 0.0, rad[2] + other[2]])
+        _paint(gt, beside, other, next(gt_ids))
+        _paint(pred, center, rad, label)
+        _paint(pred, beside, other, label)
     else:
         _paint(pred, center, rad, label)
-    return label

@@ -6,8 +6,9 @@ to the count of its (gt id, pred id) pair (the Cython kernel ``connectomics._ext
 the instance sizes (sum over the other id, background included) and the intersections
 (pairs with both ids > 0). A reader thread fetches the next slab while the kernel counts the
 current one. Memory: two slabs of each volume, about
-``2 * chunk_slices * Y * X * (itemsize_gt + itemsize_pred)`` bytes, plus the table, which grows
-with the number of distinct pairs, not with the volume depth or the largest id.
+``2 * chunk_slices * Y * X * (itemsize_gt + itemsize_pred)`` bytes (a slab is capped at
+``max_slab_mib``, default 128 MiB, so at most ~0.5 GiB), plus the table, which grows with the
+number of distinct pairs, not with the volume depth or the largest id.
 """
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,8 @@ from tqdm import tqdm
 from connectomics.evaluation.sources import open_pair
 
 logger = logging.getLogger(__name__)
+
+MAX_SLAB_MIB = 128  # default cap on one slab of one volume: 8 slices of 2048 x 2048 uint32
 
 try:
     from connectomics._ext.overlap import PairCounter, count_pairs
@@ -120,22 +123,38 @@ class _KernelCounter:
         return self.table.items()
 
 
-def overlap_table(gt, pred, chunk_slices=100, slices=None, use_kernel=True, progress=None):
+def slab_depth(chunk_slices, shape, itemsizes, max_slab_mib=MAX_SLAB_MIB):
+    """Slices per read: ``chunk_slices``, capped so one slab of one volume is <= ``max_slab_mib``."""
+    if int(chunk_slices) < 1:
+        raise ValueError(f"chunk_slices must be >= 1, got {chunk_slices}")
+    if max_slab_mib is None:
+        return int(chunk_slices)
+    slice_bytes = int(np.prod(shape[1:])) * max(max(itemsizes), 4)
+    return max(1, min(int(chunk_slices), int(max_slab_mib * 2**20) // max(slice_bytes, 1)))
+
+
+def overlap_table(gt, pred, chunk_slices=100, slices=None, use_kernel=True, progress=None,
+                  max_slab_mib=MAX_SLAB_MIB):
     """Stream both volumes slab by slab along z and return their ``OverlapTable``.
 
     Args:
         gt, pred: (Z, Y, X) (or (1, Z, Y, X)) integer label volumes: arrays, h5py datasets or
             ``file.h5[:key]`` specs, of equal shape; 0 = background.
-        chunk_slices: slices read per slab (official ``-cz``); bounds memory.
+        chunk_slices: slices read per slab (official ``-cz``); sets the memory.
         slices: optional (z0, z1) sub-range (official ``-sl``); None = all slices.
         use_kernel: False forces the NumPy path (testing).
         progress: tqdm switch (None: only on a terminal).
+        max_slab_mib: cap on one slab of one volume (MiB), so a large ``chunk_slices`` on wide
+            slices cannot exhaust memory; None = no cap.
     """
-    if int(chunk_slices) < 1:
-        raise ValueError(f"chunk_slices must be >= 1, got {chunk_slices}")
     counter = new_counter(use_kernel)
-    step = int(chunk_slices)
     with open_pair(gt, pred, slices) as (gt_src, pred_src, (z0, z1)):
+        step = slab_depth(chunk_slices, gt_src.shape, (gt_src.dtype.itemsize, pred_src.dtype.itemsize),
+                          max_slab_mib)
+        if step < int(chunk_slices):
+            logger.info("reading %d slices at a time (chunk_slices %s capped at %s MiB per slab)",
+                        step, chunk_slices, max_slab_mib)
+
         def read(start):
             stop = min(start + step, z1)
             return gt_src.read(start, stop), pred_src.read(start, stop)

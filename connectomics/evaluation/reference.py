@@ -143,7 +143,8 @@ def _summary(result_p, gt_kept, ranges):
 
 def reference_evaluate(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_size=2000,
                        chunk_slices=100, slices=None, max_predictions=None):
-    """Per-instance evaluation with the official semantics (see ``evaluate_volumes`` for the args).
+    """Per-instance evaluation with the official semantics (see ``evaluate_volumes`` for the args;
+    ``scores`` here is None or an N x 2 ``[id, score]`` array).
 
     ``max_predictions`` limits the per-prediction loop to the first K predictions in score
     order (for timing only; the AP is then not meaningful). Returns a dict with 'summary',

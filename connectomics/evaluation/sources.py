@@ -69,7 +69,7 @@ class LabelSource:
         buffer = self._buffers[self._turn]
         if buffer is None or buffer.shape[0] < shape[0]:
             self._buffers[self._turn] = None  # free the old one before allocating
-            buffer = self._buffers[self._turn] = np.empty(shape, self.dtype)
+            buffer = self._buffers[self._turn] = np.empty(shape, self.dtype.newbyteorder("="))
         slab = buffer[: shape[0]]
         self.volume.read_direct(slab, source_sel=index)
         return self._normalise(slab, z0, z1)
@@ -80,6 +80,8 @@ class LabelSource:
         return self._normalise(region, box[0].start, box[0].stop)
 
     def _normalise(self, slab, z0, z1):
+        if not slab.dtype.isnative:  # e.g. big-endian data: reinterpreting it would garble ids
+            slab = slab.astype(slab.dtype.newbyteorder("="))
         kind, size = slab.dtype.kind, slab.dtype.itemsize
         if kind == "b":
             return slab.astype(np.uint32)

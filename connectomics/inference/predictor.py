@@ -7,13 +7,15 @@ Per chunk (see ``tiling`` for the geometry), all on the predictor's device::
       --* blending weights, crop to the write box-->  += float32 accumulators (C + 1, chunk)
       --rint(255 * acc / weight)-->  (C, chunk) uint8  --one copy-->  host
 
-Peak memory per chunk: float32 accumulators ``4 (C + 1)`` bytes per write-box
-voxel, plus the read box of the input (1 byte per read-box voxel for uint8 input;
-the read box is the write box plus a halo of about a window per axis), plus the
-uint8 result (``C`` bytes per voxel), plus one batch of windows and its TTA
-outputs (independent of the chunk). On the CPU that is about
-``5 C + 4 + r`` bytes per chunk voxel (``r`` = read/write volume ratio); on CUDA
-the accumulators live on the GPU and the host keeps only the read box and the result.
+Peak memory per chunk (a chunk is CHUNK_SIZE +- stride per axis): float32
+accumulators ``4 (C + 1)`` bytes per write-box voxel, the uint8 result (``C``
+bytes per voxel), the read box of the input (1 byte per read-box voxel for uint8
+input; the read box is the write box plus about a window per axis), plus one
+batch of windows, its TTA outputs and the model's activations (independent of
+the chunk). On the CPU that is ``5 C + 4 + r`` bytes per chunk voxel (``r`` =
+read-box / write-box volume, 1.2-2), i.e. about 16 bytes for C = 2; on CUDA the
+accumulators live on the GPU and the host holds only the read box and the result.
+Nothing scales with the volume.
 """
 import contextlib
 import logging
@@ -23,7 +25,7 @@ import torch
 
 from connectomics.inference.blending import blending_weights, finalize_uint8
 from connectomics.inference.tiling import Tiling, check_window, read_box
-from connectomics.inference.tta import predict_tta, tta_variants
+from connectomics.inference.tta import AUG_MODES, predict_tta, tta_variants
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ class Predictor:
     ``channels_last``: None = on CUDA with AMP (input in channels-last-3d;
     the model itself is not modified). ``chunk_size``: default output chunk (z, y,
     x) or None (whole volume). ``eval_mode``: run the model in eval mode (the
-    previous mode is restored after each chunk).
+    previous mode is restored after each chunk; False uses batch statistics and,
+    as torch does in train mode, updates the running statistics).
     """
 
     def __init__(self, model, window, stride, pad, blending="gaussian", aug_num=0, aug_mode="mean",
@@ -55,6 +58,8 @@ class Predictor:
         self.device = torch.device(device)
         check_window(window, stride, pad)
         self.window, self.stride, self.pad = (tuple(int(v) for v in t) for t in (window, stride, pad))
+        if aug_mode not in AUG_MODES:
+            raise ValueError(f"test-time augmentation merge {aug_mode!r} not supported; valid: {', '.join(AUG_MODES)}")
         self.blending, self.aug_num, self.aug_mode = blending, int(aug_num), aug_mode
         self.variants = tta_variants(self.aug_num, self.window)
         self.batch_size = int(batch_size)
@@ -107,6 +112,7 @@ class Predictor:
         ``volume``: (Z, Y, X) array-like (uint8 0..255, or float in [0, 1]); only
         the chunk's read box is read. Returns (C, *chunk.write_shape) uint8 NumPy.
         """
+        check_volume(volume)
         source = _to_device_volume(read_box(volume, chunk.read), self.device)
         read0 = [a for a, _ in chunk.read]
         write0 = [a for a, _ in chunk.write]
@@ -157,8 +163,8 @@ def predict_volume(predictor, volume, chunk_size=None):
 
     ``volume``: uint8 (or float in [0, 1]) array-like. Runs the same chunked code
     path as :func:`~connectomics.inference.writer.infer_volume_to_file`
-    (``chunk_size`` None -> the predictor's, else the whole volume), so memory
-    is the uint8 result plus one chunk's working set.
+    (``chunk_size`` None -> the predictor's, or the whole volume if that is None
+    too), so memory is the uint8 result plus one chunk's working set.
     """
     check_volume(volume)
     tiling = predictor.tiling(volume.shape, chunk_size)
@@ -182,10 +188,6 @@ def build_predictor(cfg, model, device="cpu"):
 
 
 def _to_device_volume(block, device):
-    """The read box as a tensor on ``device`` (uint8 kept as uint8; floats as float32)."""
-    if block.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(block)).to(device)
-    if np.issubdtype(block.dtype, np.floating):
-        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
-    raise ValueError(f"inference input must be uint8 (0..255) or float (0..1), got dtype {block.dtype}; "
-                     "convert the volume first")
+    """The read box as a tensor on ``device`` (uint8 kept as uint8, the smallest copy; floats as float32)."""
+    dtype = np.uint8 if block.dtype == np.uint8 else np.float32
+    return torch.from_numpy(np.ascontiguousarray(block, dtype=dtype)).to(device)

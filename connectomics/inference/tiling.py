@@ -23,13 +23,16 @@ first voxel of the volume; negative coordinates lie in the mirror padding)::
   window, the extra ``e = w - (L + 2p)`` split as ``pb = p + e // 2``,
   ``pa = p + e - e // 2`` (a warning is logged).  The window is never shrunk,
   so a network with size constraints (y, x divisible by 16) still works.
-* A chunk (write box ``[c0, c1)`` per axis, the chunk grid starting at 0 with
-  step CHUNK_SIZE, the last chunk clipped to the volume) runs every window of
+* A chunk (write box ``[c0, c1)`` per axis; borders every CHUNK_SIZE, each
+  moved by at most stride / 2 to where the fewest windows straddle it, see
+  ``chunk_borders``) runs every window of
   the global grid that touches its write box, in global (z, y, x) order.  Every
   voxel of the write box is therefore covered by exactly the windows that cover
   it without chunking, and blended in the same order: the result does not
   depend on the chunk size.  Windows that straddle a chunk border run once per
-  chunk they touch (the cost of chunking; it shrinks as chunks grow).
+  chunk they touch: about ``(c + w - s) / c`` times the windows per axis for a
+  chunk of ``c`` (the cost of chunking; it shrinks as chunks grow).  Windows
+  lying wholly in the padding touch no chunk and never run.
 * The read box (write box + halo) can leave the volume; its voxels outside
   ``[0, L)`` are mirrored in GLOBAL coordinates (``reflect_index``, NumPy's
   'reflect' mode: ``... 2 1 | 0 1 2 ... L-1 | L-2 ...``), which is identical to
@@ -122,11 +125,34 @@ class Chunk:
         return tuple(b - a for a, b in self.read)
 
 
+def chunk_borders(length, chunk, starts, window, stride):
+    """Chunk borders of one axis: ``[0, b_1, ..., length]``, strictly increasing.
+
+    A window runs once per chunk it touches: ``1 + #{borders b : a < b < a + w}``
+    times. So each inner border is placed, within ``stride // 2`` of its
+    nominal position ``j * chunk``, where the fewest windows straddle it (ties:
+    nearest the nominal, then lower). On a regular grid that is a window start:
+    ``ceil(w / s) - 1`` straddling windows instead of about ``ceil(w / s)``.
+    Never more windows run than with the nominal borders; chunks are
+    ``chunk +- stride`` long.
+    """
+    borders = [0]
+    for nominal in range(chunk, length, chunk):
+        low, high = max(borders[-1] + 1, nominal - stride // 2), min(length - 1, nominal + stride // 2)
+        candidates = range(low, high + 1)
+        if candidates:
+            borders.append(min(candidates, key=lambda b: (sum(1 for a in starts if b - window < a < b),
+                                                          abs(b - nominal), b)))
+    borders.append(length)
+    return borders
+
+
 class Tiling:
     """The global window grid of a volume and its partition into output chunks.
 
     ``volume_shape``, ``window``, ``stride``, ``pad``, ``chunk_size``: (z, y, x)
-    integer triples. ``chunk_size`` None means one chunk for the whole volume.
+    integer triples. ``chunk_size`` None means one chunk for the whole volume;
+    otherwise borders every ``chunk_size``, moved to save windows (:func:`chunk_borders`).
     """
 
     def __init__(self, volume_shape, window, stride, pad, chunk_size=None):
@@ -143,7 +169,9 @@ class Tiling:
         if grown:
             logger.warning("volume %s is smaller than the window %s plus padding; padding grown on axes %s to fit "
                            "one window", self.volume_shape, self.window, ", ".join(f"{a}: {p}" for a, p in grown))
-        self.grid_shape = tuple(math.ceil(n / c) for n, c in zip(self.volume_shape, self.chunk_size))
+        self.borders = tuple(tuple(chunk_borders(n, c, starts, w, s)) for n, c, starts, w, s in zip(
+            self.volume_shape, self.chunk_size, self.starts, self.window, self.stride))
+        self.grid_shape = tuple(len(b) - 1 for b in self.borders)
 
     @property
     def num_windows(self):
@@ -151,16 +179,25 @@ class Tiling:
 
         Windows lying wholly in the padding (pad >= window) touch no output voxel and never run.
         """
-        return math.prod(sum(1 for a in starts if a < n and a + w > 0)
+        return math.prod(len(self._touching(starts, w, 0, n))
                          for n, w, starts in zip(self.volume_shape, self.window, self.starts))
 
     @property
     def num_chunks(self):
         return math.prod(self.grid_shape)
 
+    @property
+    def max_chunk_shape(self):
+        """The largest write box per axis (bounds the accumulators)."""
+        return tuple(max(b - a for a, b in zip(borders, borders[1:])) for borders in self.borders)
+
     def chunk_indices(self):
         """Chunk grid positions in (z, y, x) raster order."""
         return list(itertools.product(*(range(g) for g in self.grid_shape)))
+
+    @staticmethod
+    def _touching(starts, window, c0, c1):
+        return [a for a in starts if a < c1 and a + window > c0]
 
     def chunk(self, index):
         """The :class:`Chunk` at grid position ``index`` (z, y, x)."""
@@ -168,9 +205,9 @@ class Tiling:
         if len(index) != 3 or any(not 0 <= i < g for i, g in zip(index, self.grid_shape)):
             raise IndexError(f"chunk index {index} outside the chunk grid {self.grid_shape}")
         write, read, axis_starts = [], [], []
-        for i, n, c, w, starts in zip(index, self.volume_shape, self.chunk_size, self.window, self.starts):
-            c0, c1 = i * c, min((i + 1) * c, n)
-            touching = [a for a in starts if a < c1 and a + w > c0]
+        for i, borders, w, starts in zip(index, self.borders, self.window, self.starts):
+            c0, c1 = borders[i], borders[i + 1]
+            touching = self._touching(starts, w, c0, c1)
             write.append((c0, c1))
             read.append((touching[0], touching[-1] + w))
             axis_starts.append(touching)
@@ -182,10 +219,8 @@ class Tiling:
 
     def windows_computed(self):
         """Windows run over all chunks (>= num_windows: border windows run once per chunk)."""
-        total = 1
-        for n, c, w, starts in zip(self.volume_shape, self.chunk_size, self.window, self.starts):
-            total *= sum(sum(1 for a in starts if a < min(c0 + c, n) and a + w > c0) for c0 in range(0, n, c))
-        return total
+        return math.prod(sum(len(self._touching(starts, w, c0, c1)) for c0, c1 in zip(borders, borders[1:]))
+                         for borders, w, starts in zip(self.borders, self.window, self.starts))
 
 
 def _triple(value, name, low=1):

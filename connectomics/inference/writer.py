@@ -11,6 +11,7 @@ chunk. When every chunk is done, ``done`` is removed and the file is renamed to
 import hashlib
 import json
 import logging
+import math
 import os
 
 import h5py
@@ -24,6 +25,8 @@ from connectomics.inference.predictor import check_volume
 logger = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "inference_settings"
+H5_CHUNK = (16, 128, 128)  # (z, y, x) of the HDF5 chunks of 'main' (256 KiB per channel at uint8)
+H5_CACHE = dict(rdcc_nbytes=64 * 2**20, rdcc_nslots=10007)  # keeps HDF5 chunks cut by a chunk border
 
 
 class ResumeError(ValueError):
@@ -34,8 +37,8 @@ def model_fingerprint(model):
     """SHA-1 (hex) of the model's state dict: names, shapes, dtypes and values."""
     digest = hashlib.sha1()
     for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{t.dtype}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
@@ -67,21 +70,22 @@ def _open_partial(tmp, settings, grid_shape, overwrite):
     """Open (resume) or create the temporary file; returns an open ``h5py.File``."""
     if os.path.exists(tmp):
         try:
-            f = h5py.File(tmp, "r+")
+            f = h5py.File(tmp, "r+", **H5_CACHE)
         except OSError as err:
             logger.warning("partial output %s is unreadable (%s); starting again", tmp, err)
             os.remove(tmp)
         else:
             diff = _difference(_stored_settings(f), settings)
-            if not diff and "done" in f:
-                logger.info("resuming %s: %d of %d chunks done", tmp, int(f["done"][...].sum()), f["done"].size)
+            if not diff and ("done" in f or "main" in f):  # no 'done' but 'main': killed just before the rename
+                n_done = int(f["done"][...].sum()) if "done" in f else "all"
+                logger.info("resuming %s: %s of %d chunks done", tmp, n_done, math.prod(grid_shape))
                 return f
             f.close()
             if not overwrite:
                 raise ResumeError(f"partial output {tmp} was made with other settings ({diff or 'no chunk record'}); "
                                   "pass overwrite=True to start again, or delete that file")
             os.remove(tmp)
-    f = h5py.File(tmp, "w")
+    f = h5py.File(tmp, "w", **H5_CACHE)
     f.attrs[SETTINGS_ATTR] = json.dumps(settings, sort_keys=True)
     f.create_dataset("done", shape=grid_shape, dtype=np.uint8, fillvalue=0)
     f.flush()
@@ -92,8 +96,12 @@ def _check_final(output_path, settings, overwrite):
     """True if ``output_path`` already holds this exact result; raise if it holds another one."""
     if overwrite or not os.path.exists(output_path):
         return False
-    with h5py.File(output_path, "r") as f:
-        diff = _difference(_stored_settings(f), settings)
+    try:
+        with h5py.File(output_path, "r") as f:
+            diff = _difference(_stored_settings(f), settings)
+    except OSError as err:
+        raise ResumeError(f"{output_path} exists and is not a readable HDF5 file ({err}); "
+                          "pass overwrite=True to replace it") from err
     if diff:
         raise ResumeError(f"{output_path} exists and was made with other settings ({diff}); "
                           "pass overwrite=True to replace it")
@@ -107,7 +115,7 @@ def _write_chunk(f, block, chunk, volume_shape, compression):
         opts = {"compression": compression}
         if compression == "gzip":
             opts["compression_opts"] = 1
-        f.create_dataset("main", shape=shape, dtype=np.uint8, chunks=h5_chunks(shape), **opts)
+        f.create_dataset("main", shape=shape, dtype=np.uint8, chunks=h5_chunks(shape, H5_CHUNK), **opts)
     dset = f["main"]
     if dset.shape[0] != block.shape[0]:
         raise ResumeError(f"{f.filename}: dataset 'main' has {dset.shape[0]} channels, the model gives {block.shape[0]}")
@@ -152,7 +160,7 @@ def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, co
                 input_spec if _is_spec(input_spec) else "an array", tiling.num_chunks, tiling.chunk_size,
                 tiling.num_windows, tiling.windows_computed(), output_path)
     with _open_partial(tmp, settings, tiling.grid_shape, overwrite) as f:
-        done = f["done"][...].astype(bool)
+        done = f["done"][...].astype(bool) if "done" in f else np.ones(tiling.grid_shape, bool)
         n_done = int(done.sum())
         with tqdm(total=tiling.num_chunks, initial=n_done, unit="chunk", disable=None, desc="inference") as bar:
             for index in tiling.chunk_indices():
@@ -164,6 +172,7 @@ def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, co
                 bar.update(1)
                 if on_chunk_done is not None:
                     on_chunk_done(chunk, n_done, tiling.num_chunks)
-        del f["done"]
+        if "done" in f:
+            del f["done"]  # so that 'main' is the file's only dataset
     os.replace(tmp, output_path)
     return output_path

@@ -1,12 +1,15 @@
 """Small-instance removal and consecutive relabelling, in place and without int64 copies.
 
-Sizes come from ``fastremap.unique`` (a counting pass, no sort or intp cast
-of the volume, unlike ``np.bincount`` / ``skimage.remove_small_objects``);
-the relabelling is one in-place ``fastremap.remap``.
+Sizes come from one counting pass (a dense table when the largest id is
+known, else ``fastremap.unique``): no sort and no intp cast of the volume,
+unlike ``np.bincount`` / ``skimage.remove_small_objects``. The relabelling is
+one in-place pass (a lookup table, or ``fastremap.remap``).
 """
 import cc3d
 import fastremap
 import numpy as np
+
+from connectomics._ext import watershed as _kernel
 
 SMALL_MODES = ("background", "neighbor")
 UINT32_MAX = np.iinfo(np.uint32).max
@@ -40,7 +43,24 @@ def _best_neighbours(labels, small, large):
     return {s: -key[1] for s, key in best.items()}
 
 
-def remove_small_instances(labels, min_size=128, mode="background"):
+def _dense_sizes(labels, max_id):
+    """sizes[id] for ids 0..max_id, in one pass (a table of max_id + 1 counters)."""
+    sizes = np.zeros(max_id + 1, np.uint64)
+    if _kernel.count_labels(labels.reshape(-1), sizes):
+        raise ValueError(f"labels hold ids above max_id = {max_id}")
+    return sizes
+
+
+def _relabel_table(ids, sizes, min_size, mode, labels):
+    """{old id: new id} for the nonzero ``ids``: kept ones 1..n in order, small ones 0 or merged."""
+    small, large = ids[sizes < min_size], ids[sizes >= min_size]
+    table = dict(zip(large.tolist(), range(1, len(large) + 1)))
+    merge = _best_neighbours(labels, small, large) if mode == "neighbor" and len(small) else {}
+    table.update({s: table.get(merge.get(s, 0), 0) for s in small.tolist()})
+    return table, len(large)
+
+
+def remove_small_instances(labels, min_size=128, mode="background", max_id=None):
     """Remove instances with fewer than ``min_size`` voxels and relabel 1..n, in place.
 
     labels: (Z, Y, X) uint32 / uint64 (other integer dtypes are converted),
@@ -49,6 +69,9 @@ def remove_small_instances(labels, min_size=128, mode="background"):
         instance joins the instance (of at least ``min_size`` voxels) it shares
         the most 6-connected faces with (ties to the lower id), or becomes 0 if
         it touches none. (The predecessor counted its in-plane 3x3 ring instead.)
+    max_id: the largest id present, when known (e.g. from labelling): sizes
+        are then counted in one pass into a dense table and relabelled with a
+        lookup table; otherwise ``fastremap.unique`` / ``fastremap.remap``.
 
     Returns ``(labels, n)``: consecutive ids 1..n in the order of the old ids,
     dtype ``label_dtype(n)`` (the input array itself when its dtype fits).
@@ -59,14 +82,19 @@ def remove_small_instances(labels, min_size=128, mode="background"):
         raise ValueError(f"min_size = {min_size} must be >= 0")
     if labels.dtype not in (np.uint32, np.uint64) or not labels.flags.c_contiguous:
         labels = np.ascontiguousarray(labels, dtype=np.uint64 if labels.max(initial=0) > UINT32_MAX else np.uint32)
-    ids, sizes = instance_sizes(labels)
-    small, large = ids[sizes < min_size], ids[sizes >= min_size]
-    table = {0: 0}
-    table.update({int(old): new for new, old in enumerate(large.tolist(), start=1)})
-    merge = _best_neighbours(labels, small, large) if mode == "neighbor" and len(small) else {}
-    table.update({int(s): table[merge.get(int(s), 0)] for s in small.tolist()})
-    if any(old != new for old, new in table.items()):
-        fastremap.remap(labels, table, in_place=True)
-    n = len(large)
+    dense = max_id is not None and max_id <= max(labels.size // 8, 1024)  # table <= 1 B/voxel
+    if dense:
+        sizes = _dense_sizes(labels, int(max_id))
+        ids = np.flatnonzero(sizes[1:]) + 1
+        table, n = _relabel_table(ids, sizes[ids], min_size, mode, labels)
+        if any(old != new for old, new in table.items()):
+            lut = np.zeros(int(max_id) + 1, labels.dtype)
+            lut[list(table)] = list(table.values())
+            _kernel.apply_lut(labels.reshape(-1), lut)
+    else:
+        ids, sizes = instance_sizes(labels)
+        table, n = _relabel_table(ids, sizes, min_size, mode, labels)
+        if any(old != new for old, new in table.items()):
+            fastremap.remap(labels, {0: 0, **table}, in_place=True)
     dtype = label_dtype(n)
     return (labels if labels.dtype == dtype else labels.astype(dtype)), n

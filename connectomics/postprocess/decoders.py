@@ -67,7 +67,7 @@ def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground
         # foreground > L  <=>  level (255 - foreground) <= 254 - L: the mask costs no memory
         max_level = 254 - threshold_level(foreground_threshold, "foreground_threshold")
         seeded_watershed(fg, labels, max_level=max_level, invert=True, connectivity=connectivity, inplace=True)
-    return remove_small_instances(labels, min_size, small_mode)[0]
+    return remove_small_instances(labels, min_size, small_mode, max_id=n)[0]
 
 
 def bc_watershed(probs, seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85,
@@ -91,9 +91,9 @@ def binary_watershed(probs, seed_threshold=0.98, foreground_threshold=0.85, min_
                              min_size, small_mode, connectivity)
 
 
-def _grow_decode(labels, dilation, dilation_mode, min_size, small_mode):
+def _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode):
     grow_labels(labels, dilation, dilation_mode)
-    return remove_small_instances(labels, min_size, small_mode)[0]
+    return remove_small_instances(labels, min_size, small_mode, max_id=n)[0]
 
 
 def bc_connected(probs, seed_threshold=0.8, contour_threshold=0.5, dilation=(1, 5, 5),
@@ -102,8 +102,8 @@ def bc_connected(probs, seed_threshold=0.8, contour_threshold=0.5, dilation=(1, 
     check_params(small_mode, connectivity, min_size, dilation, dilation_mode,
                  seed_threshold=seed_threshold, contour_threshold=contour_threshold)
     maps = check_maps(probs, channels=2)
-    labels, _ = _seeds(maps[0], maps[1], seed_threshold, contour_threshold, connectivity)
-    return _grow_decode(labels, dilation, dilation_mode, min_size, small_mode)
+    labels, n = _seeds(maps[0], maps[1], seed_threshold, contour_threshold, connectivity)
+    return _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode)
 
 
 def seed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.8, dilation=(1, 7, 7),
@@ -121,8 +121,8 @@ def seed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.8, dilation=
     maps = check_maps(probs, channels=2)
     labels, n = _seeds(maps[0], maps[1], seed_threshold, contour_threshold, 6)
     if n:
-        labels = remove_small_instances(labels, 2)[0]  # waterz leaves isolated seed voxels unlabelled
-    return _grow_decode(labels, dilation, dilation_mode, min_size, small_mode)
+        labels, n = remove_small_instances(labels, 2, max_id=n)  # waterz leaves isolated seed voxels unlabelled
+    return _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode)
 
 
 def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, foreground_threshold=0.85,

@@ -7,11 +7,11 @@ face pairs, ``scipy.sparse.csgraph``). The only full-size allocation is the
 label volume itself (4 B/voxel).
 """
 import cc3d
-import fastremap
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from connectomics._ext import watershed as _kernel
 from connectomics.postprocess.maps import SLAB, threshold_level
 
 UINT32_MAX = np.iinfo(np.uint32).max
@@ -43,8 +43,12 @@ def _face_pairs(upper, lower, connectivity):
         a = upper[max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)]
         b = lower[max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
         touching = (a != 0) & (b != 0)
-        pairs.append(np.stack([a[touching], b[touching]]).astype(np.int64))
-    return np.unique(np.concatenate(pairs, axis=1), axis=1)
+        pairs.append(np.stack([a[touching], b[touching]]).astype(np.uint64))
+    pairs = np.concatenate(pairs, axis=1)
+    if pairs.size and pairs.max() <= UINT32_MAX:  # one sortable key per pair: far faster than axis=1
+        keys = np.unique((pairs[0] << np.uint64(32)) | pairs[1])
+        return np.stack([keys >> np.uint64(32), keys & np.uint64(UINT32_MAX)]).astype(np.int64)
+    return np.unique(pairs, axis=1).astype(np.int64)
 
 
 def _join_across_faces(labels, n, pairs):
@@ -57,8 +61,7 @@ def _join_across_faces(labels, n, pairs):
     np.minimum.at(first, comp, np.arange(n + 1))
     rank = np.empty(n_comp, np.int64)
     rank[np.argsort(first)] = np.arange(n_comp)  # component of id 0 ranks 0
-    new = rank[comp]
-    fastremap.remap(labels, dict(zip(range(n + 1), new.tolist())), in_place=True)
+    _kernel.apply_lut(labels.reshape(-1), rank[comp].astype(labels.dtype))
     return n_comp - 1
 
 
@@ -81,7 +84,7 @@ def label_components(mask_of_slab, shape, connectivity=6, slab_voxels=SLAB_VOXEL
         part, count = cc3d.connected_components(mask_of_slab(z0, z1), connectivity=connectivity,
                                                 return_N=True, out_dtype=np.uint32)
         if count:
-            np.add(part, n, out=labels[z0:z1], where=part != 0, casting="unsafe")
+            _kernel.add_offset(part.reshape(-1), labels[z0:z1].reshape(-1), n)
         n += int(count)
         if z0 and count:
             pairs.append(_face_pairs(labels[z0 - 1], labels[z0], connectivity))
