@@ -4,7 +4,7 @@
    blending, uint8 HDF5 write) against the bare ``model(x)`` over exactly the
    same windows (the same count and batch sizes, chunk-border windows included),
    measured alternately in the same run; medians. Overhead = pipeline / forward - 1.
-2. Memory: each run in a child process reading its own ``ru_maxrss``; the input
+2. Memory: each run in a child process reading its own peak RSS (VmHWM); the input
    grows 4x with the chunk fixed, so the peak should stay flat. Per chunk voxel:
    (peak - peak of a child that only runs one forward batch) / chunk voxels.
    The memory children use a 1x1x1 conv as the model so that they are fast
@@ -156,25 +156,32 @@ def throughput(cfg, model, device, tmp, amp=False, aug_num=0):
 
 
 def child_rss(args):
-    """Child process: one pipeline run (or one forward batch with --baseline); print peak RSS."""
+    """Child process: one pipeline run on --input (or one forward batch without it); print peak RSS."""
     cfg = SIZES[args.size]
     torch.manual_seed(0)
     model = torch.nn.Conv3d(1, 2, 1)
-    if args.baseline:
+    if not args.input:
         time_forward(model, cfg["window"], [cfg["batch"]], torch.device("cpu"))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            shape = (cfg["rss_volume"][0] * args.grow,) + tuple(cfg["rss_volume"][1:])
-            spec = write_input(os.path.join(tmp, "input.h5"), shape, synthetic=False)
             predictor = Predictor(model, cfg["window"], cfg["stride"], cfg["pad"], batch_size=cfg["batch"])
-            infer_volume_to_file(predictor, spec, os.path.join(tmp, "probs.h5"), cfg["rss_chunk"])
-    print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+            infer_volume_to_file(predictor, args.input, os.path.join(tmp, "probs.h5"), cfg["rss_chunk"])
+    print(json.dumps({"peak_kb": peak_rss_kb()}))
+
+
+def peak_rss_kb():
+    """This process's peak RSS: VmHWM (reset by exec, unlike ru_maxrss, which keeps the forking parent's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_child(size, extra):
     cmd = [sys.executable, os.path.abspath(__file__), "--size", size, "--child"] + extra
     result = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["maxrss_kb"] / 1024.0
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_kb"] / 1024.0
 
 
 def report(name, r):
@@ -188,10 +195,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--part", choices=("all", "throughput", "memory"), default="all", help="what to measure")
     parser.add_argument("--size", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--grow", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--input", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.size = args.size or ("quick" if args.quick else "default")
     if args.threads:
@@ -203,14 +210,29 @@ def main():
     print(f"model: {description}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"window {cfg['window']} stride {cfg['stride']} pad {cfg['pad']} chunk {cfg['chunk']} "
           f"batch {cfg['batch']} volume {cfg['volume']}; medians of {cfg['repeats']}; target overhead < 15%")
+    if args.part != "memory":
+        measure_throughput(cfg, model)
+    if args.part != "throughput":
+        measure_memory(args.size, cfg)
+
+
+def measure_throughput(cfg, model):
     with tempfile.TemporaryDirectory() as tmp:
         report("CPU, TTA off", throughput(cfg, model, torch.device("cpu"), tmp))
         if torch.cuda.is_available():
             model.to("cuda")
             for amp in (False, True):
                 report(f"CUDA, TTA off, amp={amp}", throughput(cfg, model, torch.device("cuda"), tmp, amp=amp))
-    base = run_child(args.size, ["--baseline"])
-    peaks = [run_child(args.size, ["--grow", str(g)]) for g in (1, 4)]
+
+
+def measure_memory(size, cfg):
+    base = run_child(size, [])
+    peaks = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for grow in (1, 4):  # the input is written here, so that the children hold only the pipeline
+            shape = (cfg["rss_volume"][0] * grow,) + tuple(cfg["rss_volume"][1:])
+            spec = write_input(os.path.join(tmp, f"input{grow}.h5"), shape, synthetic=False)
+            peaks.append(run_child(size, ["--input", spec]))
     chunk_voxels = int(np.prod(cfg["rss_chunk"]))
     print(f"peak RSS (1x1x1-conv model, chunk {cfg['rss_chunk']}): forward-only child {base:.0f} MiB; "
           f"volume {cfg['rss_volume']}: {peaks[0]:.0f} MiB, 4x in z: {peaks[1]:.0f} MiB "

@@ -117,7 +117,11 @@ def paint_mitochondria(image, canvas, rng):
     ids = canvas.label[inside]
     depth = (1.0 - canvas.dnorm[inside]) * np.asarray(canvas.radius, np.float32)[ids]
     np.maximum(depth, 0.0, out=depth)
-    depth[_interfaces(canvas.label)[inside]] = 0.3
+    # faces shared by touching instances get both membranes too: a dark band ~2 voxels deep per side
+    face = _interfaces(canvas.label)
+    beside = ndi.binary_dilation(face, np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)) & inside
+    np.minimum(depth, np.where(beside[inside], 1.3, np.inf).astype(np.float32), out=depth)
+    depth[face[inside]] = 0.3
     band = np.cos(2 * np.pi * canvas.arc[inside] / period[ids] + phase[ids] + 2.5 * canvas.dnorm[inside] ** 2)
     band = np.clip((band - 0.3) / 0.7, 0.0, 1.0) ** 2 * np.clip((depth - 3.0) / 2.0, 0.0, 1.0)
     value = base[ids] + cristae[ids] * band

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "inference_settings"
 H5_CHUNK = (16, 128, 128)  # (z, y, x) of the HDF5 chunks of 'main' (256 KiB per channel at uint8)
-H5_CACHE = dict(rdcc_nbytes=64 * 2**20, rdcc_nslots=10007)  # keeps HDF5 chunks cut by a chunk border
+H5_CACHE = dict(rdcc_nbytes=4 * 2**20, rdcc_nslots=1009)  # HDF5 chunk cache: small, so memory stays flat
 
 
 class ResumeError(ValueError):

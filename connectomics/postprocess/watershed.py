@@ -79,5 +79,8 @@ def seeded_watershed(image, seeds, mask=None, connectivity=6, max_level=255, inv
     labels = _check_seeds(seeds, image.shape, inplace)
     mask = _check_mask(mask, image.shape)
     if labels.size:
-        _kernel.flood(image, labels, mask, int(max_level), bool(invert), int(connectivity))
+        open_bits = np.zeros(_kernel.open_bitmap_words(*labels.shape), np.uint64)
+        frontier_bits = np.zeros((labels.size + 63) // 64, np.uint64)
+        _kernel.flood(image, labels, mask, int(max_level), bool(invert), int(connectivity), open_bits,
+                      frontier_bits)
     return labels
