@@ -39,7 +39,7 @@ from connectomics.inference import Predictor, infer_volume_to_file  # noqa: E402
 
 SIZES = {  # geometry, throughput volume; RSS: chunk and volume (grown 4x in z)
     "default": dict(window=(8, 128, 128), stride=(4, 64, 64), pad=(2, 32, 32), chunk=(16, 256, 256),
-                    volume=(32, 256, 256), rss_chunk=(16, 512, 512), rss_volume=(16, 512, 512), repeats=3,
+                    volume=(32, 256, 256), rss_chunk=(16, 512, 512), rss_volume=(32, 512, 512), repeats=3,
                     batch=4),
     "quick": dict(window=(4, 32, 32), stride=(2, 16, 16), pad=(1, 8, 8), chunk=(8, 48, 48),
                   volume=(8, 64, 64), rss_chunk=(8, 128, 128), rss_volume=(8, 128, 128), repeats=1, batch=4),

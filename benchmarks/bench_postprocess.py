@@ -14,12 +14,17 @@ reports time and peak RSS above the loaded inputs.
   float32 affinities, waterz, grey dilation, remove_small_objects).
 * the other decoders: ours only.
 
+Times: wall and CPU seconds (medians); every decode is single-threaded, so on
+a shared machine the CPU time is the steadier measure of its cost, and the
+speed target is judged on it (the wall-time ratio is printed too).
+
     python benchmarks/bench_postprocess.py             # 128 x 1024 x 1024, ~1000 instances
     python benchmarks/bench_postprocess.py --quick     # 32 x 256 x 256 smoke run
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,17 +84,17 @@ def run_child(kind, decoder, maps_path, out_path):
     maps = np.load(maps_path)
     exact = _reset_peak()
     rss_inputs = _status("VmRSS") if exact else _status("VmHWM")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if kind == "ours":
         labels = decode(maps, decoder)
     elif decoder == "bc_watershed":
         labels = skimage_bc_watershed(maps)
     else:
         labels = waterz_seed_agglomerate(maps)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     peak = _status("VmHWM") - rss_inputs
     np.save(out_path, labels)
-    print(json.dumps({"seconds": seconds, "peak_bytes": peak, "exact_peak": exact}), flush=True)
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_bytes": peak, "exact_peak": exact}), flush=True)
 
 
 def measure(kind, decoder, maps_path, workdir):
@@ -122,16 +127,38 @@ def count(labels):
     return int(np.count_nonzero(np.unique(labels)))
 
 
+def median_run(runs):
+    """Median wall and CPU seconds and the largest peak over repeated runs of one decode."""
+    return {"seconds": statistics.median(r["seconds"] for r in runs), "cpu": statistics.median(r["cpu"] for r in runs),
+            "peak_bytes": max(r["peak_bytes"] for r in runs), "labels": runs[-1]["labels"]}
+
+
 def report_row(name, result, voxels, n_instances, agreement=""):
-    mvox = voxels / result["seconds"] / 1e6
-    bpv = result["peak_bytes"] / voxels
-    print(f"{name:34s}{result['seconds']:9.2f}{mvox:10.1f}{bpv:12.2f}{n_instances:11d}  {agreement}", flush=True)
+    print(f"{name:30s}{result['seconds']:8.2f}{result['cpu']:8.2f}{voxels / result['cpu'] / 1e6:9.1f}"
+          f"{result['peak_bytes'] / voxels:11.2f}{n_instances:11d}  {agreement}", flush=True)
+
+
+def compare(decoder, ours, base, voxels):
+    """Print the baseline row, the ratios and (bc_watershed) the targets."""
+    ours_labels, base_labels = np.load(ours["labels"]), np.load(base["labels"])
+    n_ours, n_base = count(ours_labels), count(base_labels)
+    agreement = label_agreement(ours_labels, base_labels)
+    report_row(f"{BASELINES[decoder]} {decoder}", base, voxels, n_base, f"{agreement:.4%}")
+    wall, cpu = base["seconds"] / ours["seconds"], base["cpu"] / ours["cpu"]
+    memory = base["peak_bytes"] / max(ours["peak_bytes"], 1)
+    print(f"  -> {decoder}: {cpu:.1f}x faster in CPU time ({wall:.1f}x in wall time), {memory:.1f}x less peak "
+          f"memory, same instance count: {n_ours == n_base}, agreement {agreement:.4%}")
+    if decoder == "bc_watershed":
+        checks = {"speed >= 8x": cpu >= 8, "peak <= 6 B/voxel": ours["peak_bytes"] / voxels <= 6,
+                  "same count": n_ours == n_base, "agreement >= 99.5%": agreement >= 0.995}
+        print("  targets: " + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items()))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="32 x 256 x 256 smoke size")
     parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=list(DECODERS))
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each decode (medians reported)")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bench_postprocess"))
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -143,27 +170,20 @@ def main(argv=None):
     maps_path, meta = make_maps(shape, n_objects, args.workdir)
     voxels = int(np.prod(shape))
     print(f"maps {shape} uint8 x2 ({voxels / 1e6:.0f} Mvoxel), {meta['n_gt']} ground-truth instances, "
-          f"foreground {meta['foreground']:.1%}; ready in {time.perf_counter() - started:.0f} s")
-    print(f"{'decode':34s}{'time s':>9s}{'Mvox/s':>10s}{'peak B/vox':>12s}{'instances':>11s}  agreement")
+          f"foreground {meta['foreground']:.1%}; ready in {time.perf_counter() - started:.0f} s; "
+          f"medians of {args.repeats} runs, each in a child process")
+    print(f"{'decode':30s}{'wall s':>8s}{'cpu s':>8s}{'Mvox/s':>9s}{'peak B/vox':>11s}{'instances':>11s}  agreement")
+    print(f"{'':30s}{'':>8s}{'':>8s}{'(cpu)':>9s}{'(> inputs)':>11s}")
     for decoder in args.decoders:
-        ours = measure("ours", decoder, maps_path, args.workdir)
-        ours_labels = np.load(ours["labels"])
-        report_row(f"ours {decoder}", ours, voxels, count(ours_labels))
-        if decoder not in BASELINES:
-            continue
-        base = measure(BASELINES[decoder], decoder, maps_path, args.workdir)
-        base_labels = np.load(base["labels"])
-        agreement = label_agreement(ours_labels, base_labels)
-        report_row(f"{BASELINES[decoder]} {decoder}", base, voxels, count(base_labels), f"{agreement:.4%}")
-        speedup, memory = base["seconds"] / ours["seconds"], base["peak_bytes"] / max(ours["peak_bytes"], 1)
-        print(f"  -> {decoder}: {speedup:.1f}x faster, {memory:.1f}x less peak memory, "
-              f"same instance count: {count(ours_labels) == count(base_labels)}, agreement {agreement:.4%}")
-        if decoder == "bc_watershed":
-            checks = {"speed >= 8x": speedup >= 8, "peak <= 6 B/voxel": ours["peak_bytes"] / voxels <= 6,
-                      "same count": count(ours_labels) == count(base_labels), "agreement >= 99.5%": agreement >= 0.995}
-            print("  targets: " + ", ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items()))
-        del base_labels
-        del ours_labels
+        ours_runs, base_runs = [], []
+        for _ in range(args.repeats):  # alternate, so that both see the same machine load
+            ours_runs.append(measure("ours", decoder, maps_path, args.workdir))
+            if decoder in BASELINES:
+                base_runs.append(measure(BASELINES[decoder], decoder, maps_path, args.workdir))
+        ours = median_run(ours_runs)
+        report_row(f"ours {decoder}", ours, voxels, count(np.load(ours["labels"])))
+        if base_runs:
+            compare(decoder, ours, median_run(base_runs), voxels)
     return 0
 
 

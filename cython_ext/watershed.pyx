@@ -150,9 +150,18 @@ cdef inline bint _inside(const image_t* image, const uint8_t* mask, Py_ssize_t i
         return _level(image[i], invert) <= max_level
 
 
+cdef inline void _count(uint64_t* sizes, Py_ssize_t n_sizes, uint64_t label, Py_ssize_t* missed) noexcept nogil:
+    if sizes != NULL:
+        if label < <uint64_t>n_sizes:
+            sizes[label] += 1
+        else:
+            missed[0] += 1
+
+
 cdef void _mark_open(const image_t* image, label_t* labels, const uint8_t* mask, const Grid* g,
-                     int max_level, bint invert, uint64_t* bits) noexcept nogil:
-    """Set the bit of every unlabelled floodable voxel; drop seeds outside the mask."""
+                     int max_level, bint invert, uint64_t* bits, uint64_t* sizes, Py_ssize_t n_sizes,
+                     Py_ssize_t* missed) noexcept nogil:
+    """Set the bit of every unlabelled floodable voxel; drop seeds outside the mask, count the others."""
     cdef uint8_t floodable[256]  # uint8 images: the level test by table
     cdef Py_ssize_t z, y, x, i = 0, row
     cdef uint64_t shift
@@ -169,6 +178,8 @@ cdef void _mark_open(const image_t* image, label_t* labels, const uint8_t* mask,
                     bits[row + (x >> 2)] |= (<uint64_t>inside) << (shift | (x & 3))
                 elif not inside:
                     labels[i] = 0  # as scikit-image: markers outside the mask are dropped
+                else:
+                    _count(sizes, n_sizes, labels[i], missed)
                 i += 1
 
 
@@ -228,7 +239,7 @@ cdef inline void _prefetch(const image_t* image, const uint64_t* bits, const Gri
 
 cdef int _flood(const image_t* image, label_t* labels, const uint8_t* mask, const Grid* g,
                 int max_level, bint invert, int connectivity, uint64_t* bits, uint64_t* frontier,
-                entry_t entry_kind) except -1 nogil:
+                uint64_t* sizes, Py_ssize_t n_sizes, Py_ssize_t* missed, entry_t entry_kind) except -1 nogil:
     cdef vector[deque[entry_t]] queue = vector[deque[entry_t]](256)
     cdef uint64_t occupied[4]  # bit l: queue[l] is non-empty
     cdef entry_t entry
@@ -237,7 +248,7 @@ cdef int _flood(const image_t* image, label_t* labels, const uint8_t* mask, cons
     cdef int k, lv, current
     cdef label_t label
     occupied[0] = occupied[1] = occupied[2] = occupied[3] = 0
-    _mark_open(image, labels, mask, g, max_level, invert, bits)
+    _mark_open(image, labels, mask, g, max_level, invert, bits, sizes, n_sizes, missed)
     _mark_frontier(labels, bits, frontier, g, connectivity)
     for w in range((g.n + 63) // 64):  # queue the frontier seeds in raster order
         word = frontier[w]
@@ -275,6 +286,7 @@ cdef int _flood(const image_t* image, label_t* labels, const uint8_t* mask, cons
                 bits[w] &= ~bit
                 j = zz * g.nyx + yy * g.nx + xx
                 labels[j] = label
+                _count(sizes, n_sizes, label, missed)
                 lv = _level(image[j], invert)
                 queue[lv].push_back(_entry(j, label, entry_kind))
                 occupied[lv >> 6] |= 1ULL << (lv & 63)
@@ -283,7 +295,8 @@ cdef int _flood(const image_t* image, label_t* labels, const uint8_t* mask, cons
 
 
 def flood(const image_t[:, :, ::1] image, label_t[:, :, ::1] labels, const uint8_t[:, :, ::1] mask,
-          int max_level, bint invert, int connectivity, uint64_t[::1] open_bits, uint64_t[::1] frontier_bits):
+          int max_level, bint invert, int connectivity, uint64_t[::1] open_bits, uint64_t[::1] frontier_bits,
+          uint64_t[::1] sizes):
     """Flood ``labels`` (seeds != 0) in place over ``image``; see the module docstring.
 
     image (Z, Y, X) uint8 or float32, labels (Z, Y, X) uint32/uint64 C-contiguous
@@ -291,6 +304,9 @@ def flood(const image_t[:, :, ::1] image, label_t[:, :, ::1] labels, const uint8
     Voxels with a level above ``max_level`` are never flooded.
     open_bits: zeroed, ``open_bitmap_words(Z, Y, X)`` words; frontier_bits:
     zeroed, ceil(Z * Y * X / 64) words (NumPy backs both with huge pages).
+    sizes: None, or zeroed counters that receive the voxel count of each id
+    (the result's sizes, background excepted). Returns the number of labelled
+    voxels whose id is beyond ``sizes`` (not counted).
     """
     cdef Grid g = _grid(image.shape[0], image.shape[1], image.shape[2])
     cdef const uint8_t* mask_ptr = NULL
@@ -300,14 +316,20 @@ def flood(const image_t[:, :, ::1] image, label_t[:, :, ::1] labels, const uint8
     cdef label_t* labels_ptr = &labels[0, 0, 0]
     cdef uint64_t* bits = &open_bits[0]
     cdef uint64_t* frontier = &frontier_bits[0]
+    cdef uint64_t* sizes_ptr = NULL
+    cdef Py_ssize_t n_sizes = 0, missed = 0
+    if sizes is not None and sizes.shape[0]:
+        sizes_ptr, n_sizes = &sizes[0], sizes.shape[0]
     cdef WideEntry wide
     if label_t is uint32_t and g.n < 2 ** 32:
         with nogil:
             _flood(image_ptr, labels_ptr, mask_ptr, &g, max_level, invert, connectivity, bits, frontier,
-                   <uint64_t>0)
+                   sizes_ptr, n_sizes, &missed, <uint64_t>0)
     else:
         with nogil:
-            _flood(image_ptr, labels_ptr, mask_ptr, &g, max_level, invert, connectivity, bits, frontier, wide)
+            _flood(image_ptr, labels_ptr, mask_ptr, &g, max_level, invert, connectivity, bits, frontier,
+                   sizes_ptr, n_sizes, &missed, wide)
+    return missed
 
 
 def add_offset(const uint32_t[::1] source, label_t[::1] target, label_t offset):

@@ -67,19 +67,27 @@ def main(argv=None):
         return 2
     save_cfg(cfg, out)
     logger.info("merged config saved to %s", os.path.join(out, "config.yaml"))
-    if args.inference:
-        from connectomics.engine.infer import run_inference
+    from connectomics.engine.errors import USER_ERRORS
 
+    try:
+        run(cfg, args)
+    except USER_ERRORS as err:
+        logger.error("%s: %s", type(err).__name__, err)
+        return 2
+    return 0
+
+
+def run(cfg, args):
+    from connectomics.engine.infer import run_inference
+
+    if args.inference:
         run_inference(cfg, args.checkpoint, overwrite=args.overwrite)
-        return 0
+        return
     from connectomics.engine.train import run_training
 
     last = run_training(cfg, args.checkpoint)
     if cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME:
-        from connectomics.engine.infer import run_inference
-
         run_inference(cfg, last, overwrite=args.overwrite)
-    return 0
 
 
 if __name__ == "__main__":

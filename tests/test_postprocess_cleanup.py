@@ -48,6 +48,23 @@ def test_remove_small_accepts_other_dtypes_and_checks_arguments():
     assert n == 1 and out.dtype == np.uint32
     with pytest.raises(ValueError, match="background, neighbor"):
         remove_small_instances(np.zeros((1, 1, 1), np.uint32), 1, "merge")
+    with pytest.raises(ValueError, match="non-negative integer"):
+        remove_small_instances(np.array([[[-1, 2]]], np.int32), 1)
+    with pytest.raises(ValueError, match="max_id = 1"):
+        remove_small_instances(np.array([[[1, 2]]], np.uint32), 1, max_id=1)
+
+
+def test_dense_sizes_and_groups_match_the_sparse_path():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 9, (4, 10, 10)).astype(np.uint32)
+    sparse, n_sparse = remove_small_instances(labels.copy(), 45)
+    dense, n_dense = remove_small_instances(labels.copy(), 45, max_id=8)
+    np.testing.assert_array_equal(dense, sparse)
+    groups = np.array([0, 1, 1, 2, 3, 3, 4, 5, 5])  # ids 1-2, 4-5 and 7-8 form one instance each
+    grouped, n = remove_small_instances(labels.copy(), 100, max_id=8, groups=groups)
+    expected, n_expected = remove_small_instances(groups[labels].astype(np.uint32), 100)
+    assert n == n_expected
+    np.testing.assert_array_equal(grouped, expected)
 
 
 def test_output_dtype_selection():

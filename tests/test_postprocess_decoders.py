@@ -64,6 +64,16 @@ def test_bc_watershed_matches_skimage(scene):
     assert label_agreement(ours, reference) >= 0.995
 
 
+@pytest.mark.parametrize("small_mode", ["background", "neighbor"])
+def test_thin_seed_slabs_give_the_same_result(scene, monkeypatch, small_mode):
+    """Seed ids joined across slab faces only at the final relabelling: identical output."""
+    _, maps = scene
+    expected = {name: decode(maps, name, small_mode=small_mode, min_size=400) for name in DECODERS}
+    monkeypatch.setattr("connectomics.postprocess.seeds.SLAB_VOXELS", 3 * 160 * 160)  # 3-slice slabs
+    for name in DECODERS:
+        np.testing.assert_array_equal(decode(maps, name, small_mode=small_mode, min_size=400), expected[name])
+
+
 def test_bc_watershed_separates_a_touching_pair():
     labels = touching_pair()
     maps = maps_from_labels(labels, np.random.default_rng(0), noise=0.0)

@@ -92,25 +92,29 @@ def save_checkpoint(path, model, optimizer, scheduler, iteration, architecture, 
 
 def read_checkpoint(path):
     """The checkpoint dict; a clear error if the file is missing or not a checkpoint."""
+    from connectomics.model.checkpoint import CheckpointMismatchError
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for corrupt files
-        raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+        raise CheckpointMismatchError(f"{path} is not a readable checkpoint: {err}") from err
     if not isinstance(state, dict) or "state_dict" not in state:
-        raise ValueError(f"{path} is not a connectomics checkpoint (no 'state_dict')")
+        raise CheckpointMismatchError(f"{path} is not a connectomics checkpoint (no 'state_dict')")
     return state
 
 
 def load_model_weights(model, state, architecture=None, source="checkpoint"):
-    """Load weights strictly: mismatched keys or shapes raise, naming them."""
-    from connectomics.model.checkpoint import load_weights
+    """Load weights strictly: another architecture, mismatched keys or shapes raise, naming them."""
+    from connectomics.model.checkpoint import CheckpointMismatchError, load_weights
 
     saved_arch = state.get("architecture")
     if architecture and saved_arch and saved_arch != architecture:
-        raise ValueError(f"{source} holds a {saved_arch!r} model but MODEL.ARCHITECTURE is {architecture!r}")
-    load_weights(unwrap(model), state["state_dict"])
+        raise CheckpointMismatchError(
+            f"{source} holds a {saved_arch!r} model but MODEL.ARCHITECTURE is {architecture!r}; "
+            "use the config the checkpoint was trained with")
+    load_weights(unwrap(model), state, source=source)
 
 
 def restore_training_state(state, optimizer, scheduler, scaler=None, restart=False):

@@ -39,16 +39,19 @@ def blending_weights(size, mode="gaussian"):
     raise ValueError(f"unknown blending {mode!r}; valid: {', '.join(BLENDINGS)}")
 
 
-def finalize_uint8(acc, weight):
+def finalize_uint8(acc, weight, out=None):
     """Blend and round in place: ``rint(255 * acc / weight)`` clipped to 0..255, as uint8.
 
     ``acc``: (C, Z, Y, X) float32 torch tensor of weighted sums (overwritten);
     ``weight``: (Z, Y, X) float32 tensor of weight sums (> 0 everywhere), same
-    device. Returns a (C, Z, Y, X) uint8 tensor on that device (round half to
-    even, as ``np.rint``; the predecessor truncated).
+    device; ``out``: optional (C, Z, Y, X) uint8 tensor to fill. Returns the
+    uint8 tensor on that device (round half to even, as ``np.rint``; the
+    predecessor truncated).
     """
     acc.div_(weight).mul_(255.0).round_().clamp_(0.0, 255.0)
-    return acc.to(torch.uint8)
+    if out is None:
+        return acc.to(torch.uint8)
+    return out.copy_(acc)  # exact: the values are integers in 0..255
 
 
 def probability_to_uint8(prob):

@@ -19,6 +19,7 @@ Nothing scales with the volume.
 """
 import contextlib
 import logging
+import math
 
 import numpy as np
 import torch
@@ -106,13 +107,16 @@ class Predictor:
             y = y.clone()  # a model that returns (a view of) its input: keep the input intact
         return y.sigmoid_()  # in place: half the time of torch.sigmoid on the CPU
 
-    def predict_chunk(self, volume, chunk):
+    def predict_chunk(self, volume, chunk, workspace=None):
         """Predict one :class:`~connectomics.inference.tiling.Chunk` of ``volume``.
 
         ``volume``: (Z, Y, X) array-like (uint8 0..255, or float in [0, 1]); only
-        the chunk's read box is read. Returns (C, *chunk.write_shape) uint8 NumPy.
+        the chunk's read box is read. ``workspace``: a :class:`Workspace` to reuse
+        the accumulators across chunks (then the result is a view into it, valid
+        until the next call). Returns (C, *chunk.write_shape) uint8 NumPy.
         """
         check_volume(volume)
+        workspace = workspace or Workspace(self.device)
         source = _to_device_volume(read_box(volume, chunk.read), self.device)
         read0 = [a for a, _ in chunk.read]
         write0 = [a for a, _ in chunk.write]
@@ -125,13 +129,40 @@ class Predictor:
                 probs = predict_tta(self.forward, x, self.variants, self.aug_mode)
                 probs.mul_(self.weights)
                 if acc is None:
-                    acc = torch.zeros((probs.shape[1],) + chunk.write_shape, dtype=torch.float32, device=self.device)
-                    weight = torch.zeros(chunk.write_shape, dtype=torch.float32, device=self.device)
+                    acc = workspace.zeros("acc", (probs.shape[1],) + chunk.write_shape, torch.float32)
+                    weight = workspace.zeros("weight", chunk.write_shape, torch.float32)
                 for k, start in enumerate(starts):
                     dst, src = _overlap(start, self.window, chunk.write, write0)
                     acc[(slice(None),) + dst].add_(probs[(k, slice(None)) + src])
                     weight[dst].add_(self.weights[src])
-            return finalize_uint8(acc, weight).cpu().numpy()
+            out = finalize_uint8(acc, weight, workspace.empty("out", acc.shape, torch.uint8))
+            return out.cpu().numpy()
+
+
+class Workspace:
+    """Flat buffers reused from chunk to chunk, sized once for the largest chunk.
+
+    ``max_shape``: the largest (z, y, x) write box (``Tiling.max_chunk_shape``);
+    chunks differ in shape by up to a stride. Keeps memory flat and avoids
+    re-faulting fresh pages for every chunk; drop it to free the memory.
+    """
+
+    def __init__(self, device, max_shape=None):
+        self.device, self.buffers = torch.device(device), {}
+        self.max_voxels = math.prod(max_shape) if max_shape is not None else 0
+
+    def empty(self, name, shape, dtype):
+        """An uninitialised ``shape`` tensor (trailing three dims: a write box) viewing buffer ``name``."""
+        n = math.prod(shape)
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < n or buffer.dtype != dtype:
+            capacity = max(n, n // max(1, math.prod(shape[-3:])) * self.max_voxels)
+            self.buffers[name] = None  # free the old buffer first
+            buffer = self.buffers[name] = torch.empty(capacity, dtype=dtype, device=self.device)
+        return buffer[:n].view(shape)
+
+    def zeros(self, name, shape, dtype):
+        return self.empty(name, shape, dtype).zero_()
 
 
 def _box(start, origin, size):
@@ -168,9 +199,10 @@ def predict_volume(predictor, volume, chunk_size=None):
     """
     check_volume(volume)
     tiling = predictor.tiling(volume.shape, chunk_size)
+    workspace = Workspace(predictor.device, tiling.max_chunk_shape)
     out = None
     for chunk in tiling.chunks():
-        block = predictor.predict_chunk(volume, chunk)
+        block = predictor.predict_chunk(volume, chunk, workspace)
         if out is None:
             out = np.empty((block.shape[0],) + tiling.volume_shape, dtype=np.uint8)
         out[(slice(None),) + tuple(slice(a, b) for a, b in chunk.write)] = block

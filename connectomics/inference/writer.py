@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from connectomics.data.io import h5_chunks, open_volume, temporary_name
-from connectomics.inference.predictor import check_volume
+from connectomics.inference.predictor import Workspace, check_volume
 
 logger = logging.getLogger(__name__)
 
@@ -162,12 +162,13 @@ def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, co
     with _open_partial(tmp, settings, tiling.grid_shape, overwrite) as f:
         done = f["done"][...].astype(bool) if "done" in f else np.ones(tiling.grid_shape, bool)
         n_done = int(done.sum())
+        workspace = Workspace(predictor.device, tiling.max_chunk_shape)
         with tqdm(total=tiling.num_chunks, initial=n_done, unit="chunk", disable=None, desc="inference") as bar:
             for index in tiling.chunk_indices():
                 if done[index]:
                     continue
                 chunk = tiling.chunk(index)
-                _write_chunk(f, predictor.predict_chunk(volume, chunk), chunk, tiling.volume_shape, compression)
+                _write_chunk(f, predictor.predict_chunk(volume, chunk, workspace), chunk, tiling.volume_shape, compression)
                 n_done += 1
                 bar.update(1)
                 if on_chunk_done is not None:

@@ -29,9 +29,18 @@ def instance_sizes(labels):
     return ids[keep], counts[keep]
 
 
-def _best_neighbours(labels, small, large):
-    """For each small id, the large id it shares the most faces with (6-connected), or 0."""
-    contacts = cc3d.contacts(labels, connectivity=6, surface_area=False)
+def _best_neighbours(labels, small, large, groups=None):
+    """For each small id, the large id it shares the most faces with (6-connected), or 0.
+
+    With ``groups``, ids of ``labels`` are first mapped through it (and
+    ``small`` / ``large`` are group ids).
+    """
+    contacts = {}
+    for (a, b), count in cc3d.contacts(labels, connectivity=6, surface_area=False).items():
+        if groups is not None:
+            a, b = int(groups[a]), int(groups[b])
+        if a != b:
+            contacts[a, b] = contacts.get((a, b), 0) + count
     small_set, large_set = set(small.tolist()), set(large.tolist())
     best = {}  # small id -> (contact count, -large id)
     for (a, b), count in contacts.items():
@@ -43,24 +52,44 @@ def _best_neighbours(labels, small, large):
     return {s: -key[1] for s, key in best.items()}
 
 
-def _dense_sizes(labels, max_id):
-    """sizes[id] for ids 0..max_id, in one pass (a table of max_id + 1 counters)."""
-    sizes = np.zeros(max_id + 1, np.uint64)
+def dense_sizes(labels, max_id):
+    """``sizes[id]`` (uint64) for ids 0..max_id in one pass; ValueError if an id exceeds max_id."""
+    sizes = np.zeros(int(max_id) + 1, np.uint64)
     if _kernel.count_labels(labels.reshape(-1), sizes):
         raise ValueError(f"labels hold ids above max_id = {max_id}")
     return sizes
 
 
-def _relabel_table(ids, sizes, min_size, mode, labels):
-    """{old id: new id} for the nonzero ``ids``: kept ones 1..n in order, small ones 0 or merged."""
+def _new_ids(sizes, min_size, mode, labels, groups):
+    """Lookup table old id -> new id (kept instances 1..n in id order) and n, from dense sizes."""
+    if groups is not None:
+        group_sizes = np.zeros(int(groups.max()) + 1, np.uint64)
+        np.add.at(group_sizes, groups, sizes)
+        sizes = group_sizes
+    present = sizes > 0
+    present[0] = False
+    large, small = np.flatnonzero(present & (sizes >= min_size)), np.flatnonzero(present & (sizes < min_size))
+    table = np.zeros(len(sizes), np.int64)
+    table[large] = np.arange(1, len(large) + 1)
+    if mode == "neighbor" and len(small):
+        for s, t in _best_neighbours(labels, small, large, groups).items():
+            table[s] = table[t]
+    return (table if groups is None else table[groups]), len(large), present
+
+
+def _sparse_relabel(labels, min_size, mode):
+    """The path for ids of unknown range: ``fastremap.unique`` and ``fastremap.remap``."""
+    ids, sizes = instance_sizes(labels)
     small, large = ids[sizes < min_size], ids[sizes >= min_size]
     table = dict(zip(large.tolist(), range(1, len(large) + 1)))
     merge = _best_neighbours(labels, small, large) if mode == "neighbor" and len(small) else {}
     table.update({s: table.get(merge.get(s, 0), 0) for s in small.tolist()})
-    return table, len(large)
+    if any(old != new for old, new in table.items()):
+        fastremap.remap(labels, {0: 0, **table}, in_place=True)
+    return len(large)
 
 
-def remove_small_instances(labels, min_size=128, mode="background", max_id=None):
+def remove_small_instances(labels, min_size=128, mode="background", max_id=None, sizes=None, groups=None):
     """Remove instances with fewer than ``min_size`` voxels and relabel 1..n, in place.
 
     labels: (Z, Y, X) uint32 / uint64 (other integer dtypes are converted),
@@ -69,32 +98,35 @@ def remove_small_instances(labels, min_size=128, mode="background", max_id=None)
         instance joins the instance (of at least ``min_size`` voxels) it shares
         the most 6-connected faces with (ties to the lower id), or becomes 0 if
         it touches none. (The predecessor counted its in-plane 3x3 ring instead.)
-    max_id: the largest id present, when known (e.g. from labelling): sizes
-        are then counted in one pass into a dense table and relabelled with a
-        lookup table; otherwise ``fastremap.unique`` / ``fastremap.remap``.
+    max_id: the largest id present, when known: sizes are then counted in one
+        pass into a dense table, and relabelled with one lookup-table pass;
+        otherwise ``fastremap.unique`` / ``fastremap.remap``.
+    sizes: the dense table itself when already known (``sizes[id]`` = voxels,
+        e.g. from ``seeded_watershed(..., sizes=...)``): no counting pass.
+    groups: dense map id -> instance (e.g. ``seeds.provisional_components``):
+        the ids of a group form one instance.
 
-    Returns ``(labels, n)``: consecutive ids 1..n in the order of the old ids,
-    dtype ``label_dtype(n)`` (the input array itself when its dtype fits).
+    Returns ``(labels, n)``: consecutive ids 1..n in the order of the old ids
+    (of the groups), dtype ``label_dtype(n)`` (the input array when it fits).
     """
     if mode not in SMALL_MODES:
         raise ValueError(f"small-instance mode {mode!r}: must be one of {', '.join(SMALL_MODES)}")
     if min_size < 0:
         raise ValueError(f"min_size = {min_size} must be >= 0")
     if labels.dtype not in (np.uint32, np.uint64) or not labels.flags.c_contiguous:
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
+            raise ValueError(f"labels: expected non-negative integer ids, got dtype {labels.dtype}")
         labels = np.ascontiguousarray(labels, dtype=np.uint64 if labels.max(initial=0) > UINT32_MAX else np.uint32)
-    dense = max_id is not None and max_id <= max(labels.size // 8, 1024)  # table <= 1 B/voxel
-    if dense:
-        sizes = _dense_sizes(labels, int(max_id))
-        ids = np.flatnonzero(sizes[1:]) + 1
-        table, n = _relabel_table(ids, sizes[ids], min_size, mode, labels)
-        if any(old != new for old, new in table.items()):
-            lut = np.zeros(int(max_id) + 1, labels.dtype)
-            lut[list(table)] = list(table.values())
-            _kernel.apply_lut(labels.reshape(-1), lut)
+    if sizes is None and max_id is not None and max_id <= max(labels.size // 8, 1024):  # table <= 1 B/voxel
+        sizes = dense_sizes(labels, max_id)
+    if sizes is None:
+        if groups is not None:
+            raise ValueError("groups need dense sizes: pass max_id or sizes")
+        n = _sparse_relabel(labels, min_size, mode)
     else:
-        ids, sizes = instance_sizes(labels)
-        table, n = _relabel_table(ids, sizes, min_size, mode, labels)
-        if any(old != new for old, new in table.items()):
-            fastremap.remap(labels, {0: 0, **table}, in_place=True)
+        table, n, present = _new_ids(np.asarray(sizes, np.uint64), min_size, mode, labels, groups)
+        ids = np.flatnonzero(present) if groups is None else np.flatnonzero(sizes)
+        if not np.array_equal(table[ids], ids):
+            _kernel.apply_lut(labels.reshape(-1), table.astype(labels.dtype))
     dtype = label_dtype(n)
     return (labels if labels.dtype == dtype else labels.astype(dtype)), n

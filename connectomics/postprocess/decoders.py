@@ -22,11 +22,13 @@ watershed_agglomerate         0.9   0.5     0.85  -         fragments, waterz me
 """
 import logging
 
+import numpy as np
+
 from connectomics.postprocess.agglomerate import interior_map, map_affinities, merge_fragments, scoring_function
 from connectomics.postprocess.cleanup import SMALL_MODES, remove_small_instances
 from connectomics.postprocess.grow import GROW_MODES, check_window, grow_labels
 from connectomics.postprocess.maps import check_maps, threshold_level
-from connectomics.postprocess.seeds import label_seeds
+from connectomics.postprocess.seeds import label_components, provisional_components, seed_slabs
 from connectomics.postprocess.watershed import seeded_watershed
 
 logger = logging.getLogger(__name__)
@@ -51,23 +53,30 @@ def check_params(small_mode="background", connectivity=6, min_size=128, dilation
         scoring_function(merge_function)
 
 
-def _seeds(fg, contour, seed_threshold, contour_threshold, connectivity):
-    labels, n = label_seeds(fg, contour, seed_threshold, contour_threshold, connectivity)
-    if n == 0:
+def _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=True):
+    """Seed components: ``(labels, n)``, or unjoined ``(labels, n_provisional, groups)``."""
+    mask_of_slab = seed_slabs(fg, contour, seed_threshold, contour_threshold)
+    label = label_components if join else provisional_components
+    result = label(mask_of_slab, fg.shape, connectivity)
+    if result[1] == 0:
         logger.warning("no seeds: no voxel has foreground > %d%s; the output is empty",
                        threshold_level(seed_threshold),
                        "" if contour is None else f" and contour < {threshold_level(contour_threshold)}")
-    return labels, n
+    return result
 
 
 def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground_threshold,
                       min_size, small_mode, connectivity):
-    labels, n = _seeds(fg, contour, seed_threshold, contour_threshold, connectivity)
+    # provisional (slab-wise) seed ids flood exactly as joined ones would: the join is
+    # folded into the final relabelling, and the watershed counts the sizes (no extra passes)
+    labels, n, groups = _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=False)
+    sizes = np.zeros(n + 1, np.uint64)
     if n:
         # foreground > L  <=>  level (255 - foreground) <= 254 - L: the mask costs no memory
         max_level = 254 - threshold_level(foreground_threshold, "foreground_threshold")
-        seeded_watershed(fg, labels, max_level=max_level, invert=True, connectivity=connectivity, inplace=True)
-    return remove_small_instances(labels, min_size, small_mode, max_id=n)[0]
+        seeded_watershed(fg, labels, max_level=max_level, invert=True, connectivity=connectivity, inplace=True,
+                         sizes=sizes)
+    return remove_small_instances(labels, min_size, small_mode, sizes=sizes, groups=groups)[0]
 
 
 def bc_watershed(probs, seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85,

@@ -51,33 +51,36 @@ def _face_pairs(upper, lower, connectivity):
     return np.unique(pairs, axis=1).astype(np.int64)
 
 
-def _join_across_faces(labels, n, pairs):
-    """Merge the components linked by ``pairs``; ids stay consecutive, in raster order of first voxel."""
+def _groups(n, pairs):
+    """Map provisional id -> component id (consecutive, raster order of first voxel); None if no pairs."""
     if pairs.shape[1] == 0:
-        return n
+        return None
     graph = sparse.coo_matrix((np.ones(pairs.shape[1], np.int8), (pairs[0], pairs[1])), shape=(n + 1, n + 1))
     n_comp, comp = csgraph.connected_components(graph, directed=False)
-    first = np.full(n_comp, n + 1, np.int64)  # smallest old id of each component = its first voxel
+    first = np.full(n_comp, n + 1, np.int64)  # smallest provisional id of a component = its first voxel
     np.minimum.at(first, comp, np.arange(n + 1))
     rank = np.empty(n_comp, np.int64)
-    rank[np.argsort(first)] = np.arange(n_comp)  # component of id 0 ranks 0
-    _kernel.apply_lut(labels.reshape(-1), rank[comp].astype(labels.dtype))
-    return n_comp - 1
+    rank[np.argsort(first)] = np.arange(n_comp)  # the component of id 0 ranks 0
+    return rank[comp]
 
 
-def label_components(mask_of_slab, shape, connectivity=6, slab_voxels=SLAB_VOXELS):
-    """Connected components of a mask given slab by slab -> (labels, n).
+def provisional_components(mask_of_slab, shape, connectivity=6, slab_voxels=None):
+    """Slab-wise components before joining across slab faces -> (labels, n_provisional, groups).
 
     mask_of_slab: ``callable(z0, z1) -> (z1 - z0, Y, X) bool``; shape: (Z, Y, X).
-    Returns (Z, Y, X) labels, uint32 (uint64 for volumes of more than
-    2**32 - 1 voxels), 0 = background, ids 1..n in raster order of first
-    voxel (as cc3d numbers them).
+    labels: (Z, Y, X) uint32 (uint64 for volumes of more than 2**32 - 1
+    voxels), ids 1..n_provisional; groups: int64 array mapping each
+    provisional id to its component id, or None when no component crosses a
+    face (the ids are then final). Applying ``groups`` can wait: the watershed
+    and the size filter give the same result on provisional ids.
+    slab_voxels: voxels per cc3d call (default ``SLAB_VOXELS``).
     """
     if connectivity not in (6, 26):
         raise ValueError(f"connectivity = {connectivity!r}: must be 6 or 26")
     dtype = np.uint32 if int(np.prod(shape)) <= UINT32_MAX else np.uint64
     labels = np.zeros(shape, dtype)
-    depth = max(1, slab_voxels // max(1, shape[1] * shape[2]))
+    # at most SLAB_VOXELS and at most 1/8 of the volume per cc3d call
+    depth = max(1, min((slab_voxels or SLAB_VOXELS) // max(1, shape[1] * shape[2]), -(-shape[0] // 8)))
     n, pairs = 0, []
     for z0 in range(0, shape[0], depth):
         z1 = min(z0 + depth, shape[0])
@@ -89,11 +92,24 @@ def label_components(mask_of_slab, shape, connectivity=6, slab_voxels=SLAB_VOXEL
         if z0 and count:
             pairs.append(_face_pairs(labels[z0 - 1], labels[z0], connectivity))
     pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
-    return labels, _join_across_faces(labels, n, pairs)
+    return labels, n, _groups(n, pairs)
 
 
-def label_seeds(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8, connectivity=6):
-    """Components of the seed mask (see ``seed_mask``) without building it -> (labels, n)."""
+def label_components(mask_of_slab, shape, connectivity=6, slab_voxels=None):
+    """Connected components of a mask given slab by slab -> (labels, n).
+
+    Returns (Z, Y, X) labels (see ``provisional_components``), 0 = background,
+    ids 1..n in raster order of first voxel (as cc3d numbers them).
+    """
+    labels, n, groups = provisional_components(mask_of_slab, shape, connectivity, slab_voxels)
+    if groups is None:
+        return labels, n
+    _kernel.apply_lut(labels.reshape(-1), groups.astype(labels.dtype))
+    return labels, int(groups.max())
+
+
+def seed_slabs(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8):
+    """``callable(z0, z1)`` giving the seed mask (see ``seed_mask``) slab by slab."""
     seed_level = threshold_level(seed_threshold, "seed_threshold")
     contour_level = None if contour is None else threshold_level(contour_threshold, "contour_threshold")
 
@@ -103,4 +119,10 @@ def label_seeds(foreground, contour=None, seed_threshold=0.9, contour_threshold=
             mask &= contour[z0:z1] < contour_level
         return mask
 
+    return mask_of_slab
+
+
+def label_seeds(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8, connectivity=6):
+    """Components of the seed mask (see ``seed_mask``) without building it -> (labels, n)."""
+    mask_of_slab = seed_slabs(foreground, contour, seed_threshold, contour_threshold)
     return label_components(mask_of_slab, foreground.shape, connectivity)

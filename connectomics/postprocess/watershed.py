@@ -55,7 +55,17 @@ def _check_mask(mask, shape):
     return np.ascontiguousarray(mask).view(np.uint8)
 
 
-def seeded_watershed(image, seeds, mask=None, connectivity=6, max_level=255, invert=False, inplace=False):
+def _check_sizes(sizes):
+    if sizes is None:
+        return None
+    if not (isinstance(sizes, np.ndarray) and sizes.dtype == np.uint64 and sizes.ndim == 1
+            and sizes.flags.c_contiguous and sizes.flags.writeable):
+        raise TypeError("sizes: expected a writeable 1-D C-contiguous uint64 array")
+    return sizes
+
+
+def seeded_watershed(image, seeds, mask=None, connectivity=6, max_level=255, invert=False, inplace=False,
+                     sizes=None):
     """Flood ``seeds`` over ``image``, lowest level first.
 
     image: (Z, Y, X) uint8 levels, or float32 in [0, 1] taken as
@@ -68,6 +78,8 @@ def seeded_watershed(image, seeds, mask=None, connectivity=6, max_level=255, inv
         costs no memory: ``foreground > L`` is ``invert=True, max_level=254 - L``).
     invert: flood ``255 - level`` (bright voxels first).
     inplace: flood ``seeds`` itself (must be C-contiguous uint32 / uint64).
+    sizes: optional zeroed uint64 array, longer than the largest seed id: it
+        receives the voxel count of each id in the result (no extra pass).
 
     Returns the (Z, Y, X) uint32 (or uint64) labels; 0 where nothing reached.
     """
@@ -81,6 +93,8 @@ def seeded_watershed(image, seeds, mask=None, connectivity=6, max_level=255, inv
     if labels.size:
         open_bits = np.zeros(_kernel.open_bitmap_words(*labels.shape), np.uint64)
         frontier_bits = np.zeros((labels.size + 63) // 64, np.uint64)
-        _kernel.flood(image, labels, mask, int(max_level), bool(invert), int(connectivity), open_bits,
-                      frontier_bits)
+        missed = _kernel.flood(image, labels, mask, int(max_level), bool(invert), int(connectivity), open_bits,
+                               frontier_bits, _check_sizes(sizes))
+        if missed:
+            raise ValueError(f"sizes: {missed} labelled voxels have ids >= len(sizes) = {len(sizes)}")
     return labels
