@@ -33,6 +33,8 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libcpp.deque cimport deque
 from libcpp.vector cimport vector
 
+import numpy as np
+
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -332,12 +334,116 @@ def flood(const image_t[:, :, ::1] image, label_t[:, :, ::1] labels, const uint8
     return missed
 
 
-def add_offset(const uint32_t[::1] source, label_t[::1] target, label_t offset):
-    """``target = source + offset`` where ``source != 0``, else 0 (equal lengths)."""
-    cdef Py_ssize_t i
+cdef struct Run:  # a run of seed voxels along x in one row
+    Py_ssize_t start, end  # [start, end)
+    uint64_t label  # provisional label
+
+
+cdef inline uint64_t _find(vector[uint64_t]& parent, uint64_t a) noexcept nogil:
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]  # path halving
+        a = parent[a]
+    return a
+
+
+cdef inline void _union(vector[uint64_t]& parent, uint64_t a, uint64_t b) noexcept nogil:
+    a, b = _find(parent, a), _find(parent, b)
+    if a < b:  # the smaller label is the root: roots come in raster order of first voxel
+        parent[b] = a
+    elif b < a:
+        parent[a] = b
+
+
+cdef void _row_runs(const uint8_t* fg, const uint8_t* contour, Py_ssize_t base, Py_ssize_t nx,
+                    int seed_level, int contour_level, vector[Run]& runs) noexcept nogil:
+    """Append the seed runs of the row starting at flat index ``base`` (labels not yet set)."""
+    cdef Py_ssize_t x = 0
+    cdef Run run
+    run.label = 0
+    while x < nx:
+        if fg[base + x] > seed_level and (contour == NULL or contour[base + x] < contour_level):
+            run.start = x
+            x += 1
+            while x < nx and fg[base + x] > seed_level and (contour == NULL or contour[base + x] < contour_level):
+                x += 1
+            run.end = x
+            runs.push_back(run)
+        x += 1
+
+
+cdef void _link(vector[Run]& runs, Py_ssize_t first, Py_ssize_t stop, const vector[Run]& above,
+                Py_ssize_t lo, Py_ssize_t hi, int reach, vector[uint64_t]& parent) noexcept nogil:
+    """Join runs[first:stop] with the runs above[lo:hi] of a neighbouring row they touch."""
+    cdef Py_ssize_t r, q
+    for r in range(first, stop):
+        while lo < hi and above[lo].end + reach <= runs[r].start:
+            lo += 1
+        q = lo
+        while q < hi and above[q].start < runs[r].end + reach:
+            if runs[r].label == 0:
+                runs[r].label = above[q].label
+            else:
+                _union(parent, runs[r].label, above[q].label)
+            q += 1
+
+
+cdef void _label_runs(const uint8_t* fg, const uint8_t* contour, int seed_level, int contour_level,
+                      label_t* labels, const Grid* g, int connectivity, vector[uint64_t]& parent) except * nogil:
+    cdef vector[Run] previous, current  # the runs of the previous and of the current plane
+    cdef vector[Py_ssize_t] previous_rows = vector[Py_ssize_t](g.ny + 1, 0), rows = vector[Py_ssize_t](g.ny + 1, 0)
+    cdef Py_ssize_t z, y, r, x, first, dy
+    cdef int reach = 1 if connectivity == 26 else 0  # diagonal contacts: runs touch one voxel further
+    for z in range(g.nz):
+        current.clear()
+        for y in range(g.ny):
+            first = current.size()
+            _row_runs(fg, contour, z * g.nyx + y * g.nx, g.nx, seed_level, contour_level, current)
+            rows[y + 1] = current.size()
+            if y > 0:
+                _link(current, first, rows[y + 1], current, rows[y - 1], rows[y], reach, parent)
+            if z > 0:
+                for dy in range(-reach, reach + 1):
+                    if 0 <= y + dy < g.ny:
+                        _link(current, first, rows[y + 1], previous, previous_rows[y + dy],
+                              previous_rows[y + dy + 1], reach, parent)
+            for r in range(first, rows[y + 1]):
+                if current[r].label == 0:  # a new component (so far)
+                    current[r].label = parent.size()
+                    parent.push_back(parent.size())
+                for x in range(current[r].start, current[r].end):
+                    labels[z * g.nyx + y * g.nx + x] = <label_t>current[r].label
+        previous.swap(current)
+        previous_rows.swap(rows)
+
+
+def label_seed_runs(const uint8_t[:, :, ::1] foreground, const uint8_t[:, :, ::1] contour, int seed_level,
+                    int contour_level, label_t[:, :, ::1] labels, int connectivity):
+    """Components of ``foreground > seed_level & contour < contour_level`` (contour may be None).
+
+    Writes provisional ids (one per run that starts a component or a branch)
+    into ``labels`` (zeroed, same shape) and returns ``groups``, int64:
+    provisional id -> component id, components numbered 1..n in raster order
+    of their first voxel (as cc3d numbers them); ``groups[0] = 0``.
+    Connectivity 6 or 26. One raster pass; no mask array.
+    """
+    cdef Grid g = _grid(foreground.shape[0], foreground.shape[1], foreground.shape[2])
+    cdef const uint8_t* contour_ptr = NULL
+    if contour is not None:
+        contour_ptr = &contour[0, 0, 0]
+    cdef vector[uint64_t] parent = vector[uint64_t](1, 0)  # id 0: background
+    cdef Py_ssize_t p, n = 0
     with nogil:
-        for i in range(source.shape[0]):
-            target[i] = source[i] + offset if source[i] != 0 else 0
+        _label_runs(&foreground[0, 0, 0], contour_ptr, seed_level, contour_level, &labels[0, 0, 0], &g,
+                    connectivity, parent)
+    groups = np.zeros(parent.size(), np.int64)
+    cdef long long[::1] out = groups
+    for p in range(1, <Py_ssize_t>parent.size()):
+        if _find(parent, p) == <uint64_t>p:
+            n += 1
+            out[p] = n
+        else:
+            out[p] = out[_find(parent, p)]
+    return groups
 
 
 def count_labels(const label_t[::1] labels, uint64_t[::1] counts):

@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Training throughput: model steps per second vs data-loader samples per second.
+
+    python benchmarks/bench_train.py [--config-file configs/MitoEM/MitoEM-R-BC.yaml]
+        [--window 9 128 128] [--batch 2] [--workers 2] [--steps 6]
+
+Builds the config's model, loss and optimizer and times forward + backward + step on random
+batches at a small window (median of ``--steps``), then times the real data loader (synthetic
+volume, the config's full augmentation, targets, weights) with ``--workers`` worker processes.
+Prints both rates and the ratio loader samples/s / (step rate x batch); the loader keeps up when
+the ratio is >= 2.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from connectomics.config import load_cfg  # noqa: E402
+
+
+def step_rate(cfg, batch, steps, device):
+    from connectomics.engine.solver import build_optimizer
+    from connectomics.losses import build_criterion
+    from connectomics.model import build_model
+
+    model = build_model(cfg).to(device)
+    criterion, optimizer = build_criterion(cfg), build_optimizer(cfg, model)
+    z, y, x = cfg.MODEL.INPUT_SIZE
+    image = torch.rand(batch, 1, z, y, x, device=device)
+    targets = [(torch.rand(batch, 1, z, y, x, device=device) > 0.8).float() for _ in cfg.MODEL.TARGET_OPT]
+    weights = [torch.ones_like(t) for t in targets]
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        loss, _ = criterion(model(image), targets, weights)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times), sum(p.numel() for p in model.parameters())
+
+
+def loader_rate(cfg, batch, workers, batches):
+    from connectomics.data.dataset import build_train_dataset, sample_loader
+
+    loader = sample_loader(build_train_dataset(cfg), batch, range(10 ** 6), workers)
+    it = iter(loader)
+    next(it)  # worker start-up is not throughput
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="configs/MitoEM/MitoEM-R-BC.yaml")
+    parser.add_argument("--window", type=int, nargs=3, default=[9, 128, 128])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--loader-batches", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    tmp = tempfile.mkdtemp()
+    opts = ["MODEL.INPUT_SIZE", str(args.window), "INFERENCE.INPUT_SIZE", str(args.window),
+            "INFERENCE.STRIDE", str([max(1, w // 2) for w in args.window]),
+            "DATASET.IMAGE_NAME", f"{tmp}/v.h5:image", "DATASET.LABEL_NAME", f"{tmp}/v.h5:label",
+            "DATASET.VAL_IMAGE_NAME", "", "DATASET.VAL_LABEL_NAME", "", "DATASET.INPUT_PATH", tmp,
+            "DATASET.SYNTHETIC.ENABLED", "True", "DATASET.SYNTHETIC.SHAPE", "[64, 384, 384]",
+            "INFERENCE.IMAGE_NAME", "", "EVAL.GT_NAME", "", "SYSTEM.NUM_CPUS", str(args.workers)]
+    os.environ.setdefault("MITOEM_DIR", tmp)
+    cfg = load_cfg(args.config_file, opts, freeze=False)
+    from connectomics.data.synthetic import ensure_synthetic
+
+    ensure_synthetic(cfg)
+    cfg.freeze()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rate, params = step_rate(cfg, args.batch, args.steps, device)
+    print(f"model {cfg.MODEL.ARCHITECTURE} {list(cfg.MODEL.FILTERS)} ({params:,} parameters), "
+          f"window {args.window}, batch {args.batch}, {device}")
+    print(f"  training steps/s            {rate:8.3f}   ({rate * args.batch:.2f} samples/s)")
+    samples = loader_rate(cfg, args.batch, args.workers, args.loader_batches)
+    print(f"  loader samples/s ({args.workers} workers) {samples:8.2f}   (full augmentation, targets, weights)")
+    print(f"  ratio loader / model        {samples / (rate * args.batch):8.2f}   (>= 2: the loader keeps up)")
+
+
+if __name__ == "__main__":
+    main()
