@@ -93,7 +93,8 @@ def batch_sizes(predictor, shape, chunk):
     sizes = []
     for c in predictor.tiling(shape, chunk).chunks():
         n = len(c.windows)
-        sizes += [predictor.batch_size] * (n // predictor.batch_size) + ([n % predictor.batch_size] if n % predictor.batch_size else [])
+        full, rest = divmod(n, predictor.batch_size)
+        sizes += [predictor.batch_size] * full + ([rest] if rest else [])
     return sizes
 
 
@@ -152,7 +153,8 @@ def throughput(cfg, model, device, tmp, amp=False, aug_num=0):
     tiling = predictor.tiling(cfg["volume"], cfg["chunk"])
     fwd, pipe = statistics.median(forward), statistics.median(pipeline)
     return {"windows_run": sum(sizes), "windows_global": tiling.num_windows, "forward_vox_per_s": voxels / fwd,
-            "pipeline_vox_per_s": voxels / pipe, "overhead": pipe / fwd - 1, "overhead_inside": statistics.median(inside)}
+            "pipeline_vox_per_s": voxels / pipe, "overhead": pipe / fwd - 1,
+            "overhead_inside": statistics.median(inside)}
 
 
 def child_rss(args):

@@ -354,8 +354,8 @@ cdef inline void _union(vector[uint64_t]& parent, uint64_t a, uint64_t b) noexce
         parent[a] = b
 
 
-cdef void _row_runs(const uint8_t* fg, const uint8_t* contour, Py_ssize_t base, Py_ssize_t nx,
-                    int seed_level, int contour_level, vector[Run]& runs) noexcept nogil:
+cdef int _row_runs(const uint8_t* fg, const uint8_t* contour, Py_ssize_t base, Py_ssize_t nx,
+                   int seed_level, int contour_level, vector[Run]& runs) except -1 nogil:
     """Append the seed runs of the row starting at flat index ``base`` (labels not yet set)."""
     cdef Py_ssize_t x = 0
     cdef Run run
@@ -369,6 +369,7 @@ cdef void _row_runs(const uint8_t* fg, const uint8_t* contour, Py_ssize_t base, 
             run.end = x
             runs.push_back(run)
         x += 1
+    return 0
 
 
 cdef void _link(vector[Run]& runs, Py_ssize_t first, Py_ssize_t stop, const vector[Run]& above,
@@ -387,8 +388,8 @@ cdef void _link(vector[Run]& runs, Py_ssize_t first, Py_ssize_t stop, const vect
             q += 1
 
 
-cdef void _label_runs(const uint8_t* fg, const uint8_t* contour, int seed_level, int contour_level,
-                      label_t* labels, const Grid* g, int connectivity, vector[uint64_t]& parent) except * nogil:
+cdef int _label_runs(const uint8_t* fg, const uint8_t* contour, int seed_level, int contour_level,
+                     label_t* labels, const Grid* g, int connectivity, vector[uint64_t]& parent) except -1 nogil:
     cdef vector[Run] previous, current  # the runs of the previous and of the current plane
     cdef vector[Py_ssize_t] previous_rows = vector[Py_ssize_t](g.ny + 1, 0), rows = vector[Py_ssize_t](g.ny + 1, 0)
     cdef Py_ssize_t z, y, r, x, first, dy
@@ -414,6 +415,7 @@ cdef void _label_runs(const uint8_t* fg, const uint8_t* contour, int seed_level,
                     labels[z * g.nyx + y * g.nx + x] = <label_t>current[r].label
         previous.swap(current)
         previous_rows.swap(rows)
+    return 0
 
 
 def label_seed_runs(const uint8_t[:, :, ::1] foreground, const uint8_t[:, :, ::1] contour, int seed_level,

@@ -10,6 +10,10 @@ import logging
 import os
 import sys
 
+# Idle OpenMP threads sleep instead of spinning: on a few busy cores (data-loader workers beside
+# the training threads) spinning threads slow small models down many times over.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 try:
     import connectomics  # noqa: F401
 except ImportError:  # running from a source checkout without `pip install -e .`

@@ -9,7 +9,8 @@ from scipy import ndimage as ndi
 from skimage import measure, morphology, segmentation
 
 from connectomics.postprocess import (DECODERS, bc_connected, bc_watershed, binary_watershed, decode,
-                                      grow_labels, seed_agglomerate, watershed_agglomerate)
+                                      grow_labels, label_seeds, remove_small_instances, seed_agglomerate,
+                                      seed_components, seeded_watershed, watershed_agglomerate)
 from connectomics.postprocess.agglomerate import agglomerate_seeds, map_affinities, interior_map
 from connectomics.postprocess.testing import (label_agreement, maps_from_labels, random_ellipsoids,
                                               skimage_bc_watershed, touching_pair, _remove_small_objects)
@@ -65,13 +66,20 @@ def test_bc_watershed_matches_skimage(scene):
 
 
 @pytest.mark.parametrize("small_mode", ["background", "neighbor"])
-def test_thin_seed_slabs_give_the_same_result(scene, monkeypatch, small_mode):
-    """Seed ids joined across slab faces only at the final relabelling: identical output."""
+def test_deferred_seed_join_gives_the_same_result(scene, small_mode):
+    """bc_watershed floods provisional seed ids and joins them at the final relabelling."""
     _, maps = scene
-    expected = {name: decode(maps, name, small_mode=small_mode, min_size=400) for name in DECODERS}
-    monkeypatch.setattr("connectomics.postprocess.seeds.SLAB_VOXELS", 3 * 160 * 160)  # 3-slice slabs
-    for name in DECODERS:
-        np.testing.assert_array_equal(decode(maps, name, small_mode=small_mode, min_size=400), expected[name])
+    assert seed_components(maps[0], maps[1])[2] is not None  # the scene has seeds that branch
+    labels, n = label_seeds(maps[0], maps[1])  # joined first
+    seeded_watershed(maps[0], labels, max_level=254 - 216, invert=True, inplace=True)
+    expected = remove_small_instances(labels, 400, small_mode)[0]
+    np.testing.assert_array_equal(bc_watershed(maps, min_size=400, small_mode=small_mode), expected)
+
+
+def test_waterz_prints_nothing(scene, capfd):
+    watershed_agglomerate(scene[1][:, :8])
+    agglomerate_seeds(np.ones((2, 3, 3), bool))
+    assert capfd.readouterr().out == ""
 
 
 def test_bc_watershed_separates_a_touching_pair():

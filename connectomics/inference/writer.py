@@ -118,7 +118,8 @@ def _write_chunk(f, block, chunk, volume_shape, compression):
         f.create_dataset("main", shape=shape, dtype=np.uint8, chunks=h5_chunks(shape, H5_CHUNK), **opts)
     dset = f["main"]
     if dset.shape[0] != block.shape[0]:
-        raise ResumeError(f"{f.filename}: dataset 'main' has {dset.shape[0]} channels, the model gives {block.shape[0]}")
+        raise ResumeError(f"{f.filename}: dataset 'main' has {dset.shape[0]} channels, "
+                          f"the model gives {block.shape[0]}")
     dset[(slice(None),) + tuple(slice(a, b) for a, b in chunk.write)] = block
     f.flush()
     f["done"][chunk.index] = 1
@@ -168,7 +169,8 @@ def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, co
                 if done[index]:
                     continue
                 chunk = tiling.chunk(index)
-                _write_chunk(f, predictor.predict_chunk(volume, chunk, workspace), chunk, tiling.volume_shape, compression)
+                block = predictor.predict_chunk(volume, chunk, workspace)
+                _write_chunk(f, block, chunk, tiling.volume_shape, compression)
                 n_done += 1
                 bar.update(1)
                 if on_chunk_done is not None:

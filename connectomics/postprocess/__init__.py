@@ -11,12 +11,12 @@ from connectomics.postprocess.decoders import (DECODERS, bc_connected, bc_waters
 from connectomics.postprocess.grow import grow_labels
 from connectomics.postprocess.io import postprocess_file
 from connectomics.postprocess.maps import check_maps, quantize, threshold_level
-from connectomics.postprocess.seeds import label_components, label_seeds, seed_mask
+from connectomics.postprocess.seeds import label_seeds, seed_components, seed_mask
 from connectomics.postprocess.watershed import seeded_watershed
 
 __all__ = [
     "DECODERS", "bc_connected", "bc_watershed", "binary_watershed", "build_decoder", "check_maps", "decode",
-    "decoder_params", "grow_labels", "instance_sizes", "label_components", "label_dtype", "label_seeds",
-    "postprocess_file", "quantize", "remove_small_instances", "seed_agglomerate", "seed_mask", "seeded_watershed",
+    "decoder_params", "grow_labels", "instance_sizes", "label_dtype", "label_seeds", "postprocess_file",
+    "quantize", "remove_small_instances", "seed_agglomerate", "seed_components", "seed_mask", "seeded_watershed",
     "threshold_level", "watershed_agglomerate",
 ]

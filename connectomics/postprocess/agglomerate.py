@@ -9,6 +9,7 @@ Boost is needed at run time.
 """
 import contextlib
 import ctypes
+import io
 import os
 import sys
 
@@ -36,12 +37,12 @@ def _flush_c_stdout():
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Silence waterz's C++ progress lines (buffered C stdio on file descriptor 1)."""
+    """Silence waterz's progress lines: Python prints and C++ output (C stdio on descriptor 1)."""
     sys.stdout.flush()
     _flush_c_stdout()
     saved = os.dup(1)
     try:
-        with open(os.devnull, "w") as devnull:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(io.StringIO()):
             os.dup2(devnull.fileno(), 1)
             yield
             _flush_c_stdout()

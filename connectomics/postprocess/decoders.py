@@ -28,7 +28,7 @@ from connectomics.postprocess.agglomerate import interior_map, map_affinities, m
 from connectomics.postprocess.cleanup import SMALL_MODES, remove_small_instances
 from connectomics.postprocess.grow import GROW_MODES, check_window, grow_labels
 from connectomics.postprocess.maps import check_maps, threshold_level
-from connectomics.postprocess.seeds import label_components, provisional_components, seed_slabs
+from connectomics.postprocess.seeds import label_seeds, seed_components
 from connectomics.postprocess.watershed import seeded_watershed
 
 logger = logging.getLogger(__name__)
@@ -55,9 +55,8 @@ def check_params(small_mode="background", connectivity=6, min_size=128, dilation
 
 def _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=True):
     """Seed components: ``(labels, n)``, or unjoined ``(labels, n_provisional, groups)``."""
-    mask_of_slab = seed_slabs(fg, contour, seed_threshold, contour_threshold)
-    label = label_components if join else provisional_components
-    result = label(mask_of_slab, fg.shape, connectivity)
+    label = label_seeds if join else seed_components
+    result = label(fg, contour, seed_threshold, contour_threshold, connectivity)
     if result[1] == 0:
         logger.warning("no seeds: no voxel has foreground > %d%s; the output is empty",
                        threshold_level(seed_threshold),
@@ -67,8 +66,8 @@ def _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=Tr
 
 def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground_threshold,
                       min_size, small_mode, connectivity):
-    # provisional (slab-wise) seed ids flood exactly as joined ones would: the join is
-    # folded into the final relabelling, and the watershed counts the sizes (no extra passes)
+    # provisional seed ids flood exactly as joined ones would: the join is folded into
+    # the final relabelling, and the watershed counts the sizes (no extra passes)
     labels, n, groups = _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=False)
     sizes = np.zeros(n + 1, np.uint64)
     if n:

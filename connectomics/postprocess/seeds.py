@@ -1,27 +1,28 @@
-"""Seeds: thresholded uint8 maps and their connected components, labelled slab by slab.
+"""Seeds: the connected components of thresholded uint8 maps, in one raster pass.
 
-The seed mask is never built for the whole volume: each z-slab is thresholded
-and labelled with cc3d, its ids are offset into the output, and components
-that continue across slab faces are joined afterwards (a union-find over the
-face pairs, ``scipy.sparse.csgraph``). The only full-size allocation is the
-label volume itself (4 B/voxel).
+The seed mask ``foreground > int(255 * seed) & contour < int(255 * contour)``
+is never built: the Cython kernel scans each row for runs of seed voxels,
+joins runs that touch in the previous row and the previous plane with a
+union-find, and writes provisional ids straight into the label volume (the
+only full-size allocation, 4 B/voxel). ``groups`` maps the provisional ids to
+components 1..n numbered in raster order of their first voxel, exactly as
+cc3d numbers them; it can be applied at once (``label_seeds``) or folded into
+a later relabelling (``seed_components``: the watershed and the size filter
+give the same result on provisional ids).
 """
-import cc3d
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from connectomics._ext import watershed as _kernel
 from connectomics.postprocess.maps import SLAB, threshold_level
 
 UINT32_MAX = np.iinfo(np.uint32).max
-SLAB_VOXELS = 2 ** 22  # voxels labelled per cc3d call (bounds cc3d's ~6 B/voxel working memory)
 
 
 def seed_mask(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8):
     """(Z, Y, X) bool: ``foreground > int(255 * seed_threshold)`` and ``contour < int(255 * contour_threshold)``.
 
-    foreground, contour: (Z, Y, X) uint8 maps (contour optional).
+    foreground, contour: (Z, Y, X) uint8 maps (contour optional). For tests
+    and inspection; the decoders label seeds without building it.
     """
     seed_level = threshold_level(seed_threshold, "seed_threshold")
     contour_level = None if contour is None else threshold_level(contour_threshold, "contour_threshold")
@@ -34,95 +35,40 @@ def seed_mask(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.
     return mask
 
 
-def _face_pairs(upper, lower, connectivity):
-    """(a, b) id pairs of touching voxels across a z-face (upper = last plane of a slab)."""
-    shifts = [(0, 0)] if connectivity == 6 else [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    pairs = []
-    ny, nx = upper.shape
-    for dy, dx in shifts:
-        a = upper[max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)]
-        b = lower[max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
-        touching = (a != 0) & (b != 0)
-        pairs.append(np.stack([a[touching], b[touching]]).astype(np.uint64))
-    pairs = np.concatenate(pairs, axis=1)
-    if pairs.size and pairs.max() <= UINT32_MAX:  # one sortable key per pair: far faster than axis=1
-        keys = np.unique((pairs[0] << np.uint64(32)) | pairs[1])
-        return np.stack([keys >> np.uint64(32), keys & np.uint64(UINT32_MAX)]).astype(np.int64)
-    return np.unique(pairs, axis=1).astype(np.int64)
+def _check_map(array, name, shape):
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim != 3 or (shape is not None and array.shape != shape):
+        raise ValueError(f"{name}: expected a (Z, Y, X) uint8 map{f' of shape {shape}' if shape else ''}, "
+                         f"got {array.dtype} {array.shape}")
+    return np.ascontiguousarray(array)
 
 
-def _groups(n, pairs):
-    """Map provisional id -> component id (consecutive, raster order of first voxel); None if no pairs."""
-    if pairs.shape[1] == 0:
-        return None
-    graph = sparse.coo_matrix((np.ones(pairs.shape[1], np.int8), (pairs[0], pairs[1])), shape=(n + 1, n + 1))
-    n_comp, comp = csgraph.connected_components(graph, directed=False)
-    first = np.full(n_comp, n + 1, np.int64)  # smallest provisional id of a component = its first voxel
-    np.minimum.at(first, comp, np.arange(n + 1))
-    rank = np.empty(n_comp, np.int64)
-    rank[np.argsort(first)] = np.arange(n_comp)  # the component of id 0 ranks 0
-    return rank[comp]
+def seed_components(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8, connectivity=6):
+    """Provisional components of the seed mask -> ``(labels, n_provisional, groups)``.
 
-
-def provisional_components(mask_of_slab, shape, connectivity=6, slab_voxels=None):
-    """Slab-wise components before joining across slab faces -> (labels, n_provisional, groups).
-
-    mask_of_slab: ``callable(z0, z1) -> (z1 - z0, Y, X) bool``; shape: (Z, Y, X).
+    foreground, contour: (Z, Y, X) uint8 maps (contour optional).
     labels: (Z, Y, X) uint32 (uint64 for volumes of more than 2**32 - 1
-    voxels), ids 1..n_provisional; groups: int64 array mapping each
-    provisional id to its component id, or None when no component crosses a
-    face (the ids are then final). Applying ``groups`` can wait: the watershed
-    and the size filter give the same result on provisional ids.
-    slab_voxels: voxels per cc3d call (default ``SLAB_VOXELS``).
+    voxels), provisional ids 1..n_provisional; groups: int64 map provisional
+    id -> component id, or None when the provisional ids are already final.
     """
     if connectivity not in (6, 26):
         raise ValueError(f"connectivity = {connectivity!r}: must be 6 or 26")
-    dtype = np.uint32 if int(np.prod(shape)) <= UINT32_MAX else np.uint64
-    labels = np.zeros(shape, dtype)
-    # at most SLAB_VOXELS and at most 1/8 of the volume per cc3d call
-    depth = max(1, min((slab_voxels or SLAB_VOXELS) // max(1, shape[1] * shape[2]), -(-shape[0] // 8)))
-    n, pairs = 0, []
-    for z0 in range(0, shape[0], depth):
-        z1 = min(z0 + depth, shape[0])
-        part, count = cc3d.connected_components(mask_of_slab(z0, z1), connectivity=connectivity,
-                                                return_N=True, out_dtype=np.uint32)
-        if count:
-            _kernel.add_offset(part.reshape(-1), labels[z0:z1].reshape(-1), n)
-        n += int(count)
-        if z0 and count:
-            pairs.append(_face_pairs(labels[z0 - 1], labels[z0], connectivity))
-    pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
-    return labels, n, _groups(n, pairs)
+    foreground = _check_map(foreground, "foreground", None)
+    contour = None if contour is None else _check_map(contour, "contour", foreground.shape)
+    seed_level = threshold_level(seed_threshold, "seed_threshold")
+    contour_level = 0 if contour is None else threshold_level(contour_threshold, "contour_threshold")
+    labels = np.zeros(foreground.shape, np.uint32 if foreground.size <= UINT32_MAX else np.uint64)
+    if labels.size == 0:
+        return labels, 0, None
+    groups = _kernel.label_seed_runs(foreground, contour, seed_level, contour_level, labels, connectivity)
+    n = len(groups) - 1
+    return labels, n, (None if np.array_equal(groups, np.arange(n + 1)) else groups)
 
 
-def label_components(mask_of_slab, shape, connectivity=6, slab_voxels=None):
-    """Connected components of a mask given slab by slab -> (labels, n).
-
-    Returns (Z, Y, X) labels (see ``provisional_components``), 0 = background,
-    ids 1..n in raster order of first voxel (as cc3d numbers them).
-    """
-    labels, n, groups = provisional_components(mask_of_slab, shape, connectivity, slab_voxels)
+def label_seeds(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8, connectivity=6):
+    """Components of the seed mask (see ``seed_mask``) -> ``(labels, n)``, ids 1..n in raster order."""
+    labels, n, groups = seed_components(foreground, contour, seed_threshold, contour_threshold, connectivity)
     if groups is None:
         return labels, n
     _kernel.apply_lut(labels.reshape(-1), groups.astype(labels.dtype))
     return labels, int(groups.max())
-
-
-def seed_slabs(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8):
-    """``callable(z0, z1)`` giving the seed mask (see ``seed_mask``) slab by slab."""
-    seed_level = threshold_level(seed_threshold, "seed_threshold")
-    contour_level = None if contour is None else threshold_level(contour_threshold, "contour_threshold")
-
-    def mask_of_slab(z0, z1):
-        mask = foreground[z0:z1] > seed_level
-        if contour_level is not None:
-            mask &= contour[z0:z1] < contour_level
-        return mask
-
-    return mask_of_slab
-
-
-def label_seeds(foreground, contour=None, seed_threshold=0.9, contour_threshold=0.8, connectivity=6):
-    """Components of the seed mask (see ``seed_mask``) without building it -> (labels, n)."""
-    mask_of_slab = seed_slabs(foreground, contour, seed_threshold, contour_threshold)
-    return label_components(mask_of_slab, foreground.shape, connectivity)
