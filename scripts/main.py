@@ -57,20 +57,23 @@ def main(argv=None):
     mode = "test" if args.inference else "train"
     out = cfg.INFERENCE.OUTPUT_PATH if args.inference else cfg.DATASET.OUTPUT_PATH
     setup_logging(out)
-    if cfg.DATASET.SYNTHETIC.ENABLED:
+    main_process = int(os.environ.get("RANK", 0)) == 0  # torchrun: one process prepares, all train
+    if cfg.DATASET.SYNTHETIC.ENABLED and main_process:
         from connectomics.data.synthetic import ensure_synthetic
 
         ensure_synthetic(cfg)
     cfg.freeze()
     try:
-        check_input_files(cfg, mode)
+        wait = 0 if main_process else 600  # other ranks wait for the files rank 0 generates
+        check_input_files(cfg, mode, wait_seconds=wait)
         if args.checkpoint and not os.path.isfile(args.checkpoint):
             raise FileNotFoundError(f"--checkpoint {args.checkpoint} not found")
     except FileNotFoundError as err:
         logger.error("%s", err)
         return 2
-    save_cfg(cfg, out)
-    logger.info("merged config saved to %s", os.path.join(out, "config.yaml"))
+    if main_process:
+        save_cfg(cfg, out)
+        logger.info("merged config saved to %s", os.path.join(out, "config.yaml"))
     from connectomics.engine.errors import USER_ERRORS
 
     try:

@@ -1,6 +1,7 @@
 """Up-front checks of config values: each error names the key, the value and the rule."""
 import os
 import re
+import time
 
 from connectomics.config.paths import split_names
 
@@ -129,8 +130,22 @@ def _missing(key, spec):
     return None if os.path.exists(path) else f"config key {key}: input file not found: {path}"
 
 
-def check_input_files(cfg, mode):
-    """Raise FileNotFoundError if a file needed for ``mode`` ('train' or 'test') is missing."""
+def check_input_files(cfg, mode, wait_seconds=0):
+    """Raise FileNotFoundError if a file needed for ``mode`` ('train' or 'test') is missing.
+
+    ``wait_seconds``: keep checking that long for files another process is still writing.
+    """
+    deadline = time.time() + wait_seconds
+    while True:
+        try:
+            return _check_input_files(cfg, mode)
+        except FileNotFoundError:
+            if time.time() >= deadline:
+                raise
+            time.sleep(1)
+
+
+def _check_input_files(cfg, mode):
     keys = ["INFERENCE.IMAGE_NAME", "EVAL.GT_NAME"] if mode == "test" else [
         "DATASET.IMAGE_NAME", "DATASET.LABEL_NAME", "DATASET.VALID_MASK_NAME",
         "DATASET.VAL_IMAGE_NAME", "DATASET.VAL_LABEL_NAME", "MODEL.PRE_MODEL"]
