@@ -3,7 +3,7 @@ import logging
 import os
 
 from connectomics.engine.checkpoint import list_checkpoints
-from connectomics.engine.infer import SCORES_CSV, read_scores, run_volume, volume_folders
+from connectomics.engine.infer import SCORES_CSV, append_score, read_scores, run_volume, volume_folders
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,6 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
         model, _ = load_inference_model(cfg, path, device)
         predictor = build_predictor(cfg, model, device)
         summary = run_volume(cfg, predictor, decode, image, gt, os.path.join(out, f"iter_{iteration:06d}"))
-        from connectomics.engine.infer import append_score
-
         append_score(csv_path, iteration, summary)
     scores = read_scores(csv_path)
     print(format_scores(scores), flush=True)
