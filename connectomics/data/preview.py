@@ -67,7 +67,7 @@ def _as_list(labels):
     return [np.asarray(labels)]
 
 
-def save_overlay_png(image, labels, path, titles=None, slices=None, alpha=0.45):
+def save_overlay_png(image, labels, path, titles=None, slices=None, alpha=0.45, z_offsets=None):
     """Write a PNG grid: one row per z slice, columns = the image, then one overlay per volume.
 
     Args:
@@ -78,6 +78,8 @@ def save_overlay_png(image, labels, path, titles=None, slices=None, alpha=0.45):
         path: the PNG to write (folders are created; written atomically).
         titles: column titles, ``1 + len(labels)`` of them (default "image", "overlay 1", ...).
         slices: None (up to 4 evenly spaced), a count, or a list of z indices.
+        z_offsets: optional z index in the source volume of each slice, for the row labels
+            (when ``image`` holds slices already picked out of a larger volume).
     Returns the path.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -113,7 +115,7 @@ def save_overlay_png(image, labels, path, titles=None, slices=None, alpha=0.45):
             if row == 0:
                 ax.set_title(titles[col], fontsize=9)
             if col == 0:
-                ax.set_ylabel(f"z = {z}", fontsize=8)
+                ax.set_ylabel(f"z = {z if z_offsets is None else z_offsets[z]}", fontsize=8)
     fig.tight_layout(pad=0.3)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp:

@@ -55,7 +55,8 @@ def save_overlay(image_spec, instances_path, gt_spec, png_path, slices=4):
                 data = np.stack([np.asarray(vol[int(z)]) for z in zs])
             labels.append(data.reshape(image.shape))
             titles.append(title)
-    save_overlay_png(image, labels, png_path, titles=titles)
+    save_overlay_png(image, labels, png_path, titles=titles, slices=list(range(len(zs))),
+                     z_offsets=[int(z) for z in zs])
     return png_path
 
 
