@@ -118,7 +118,7 @@ def run_training(cfg, checkpoint=None):
     device = init_distributed(select_device(cfg))
     model = build_model(cfg).to(device)
     criterion = build_criterion(cfg)
-    optimizer, scheduler = build_optimizer(cfg, model), None
+    optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
     amp = cfg.SOLVER.AMP and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
