@@ -9,7 +9,7 @@ import cc3d
 import fastremap
 import numpy as np
 
-from connectomics._ext import watershed as _kernel
+from connectomics._ext import labels as _kernel
 
 SMALL_MODES = ("background", "neighbor")
 UINT32_MAX = np.iinfo(np.uint32).max

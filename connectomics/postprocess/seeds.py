@@ -12,7 +12,7 @@ give the same result on provisional ids).
 """
 import numpy as np
 
-from connectomics._ext import watershed as _kernel
+from connectomics._ext import labels as _kernel
 from connectomics.postprocess.maps import SLAB, threshold_level
 
 UINT32_MAX = np.iinfo(np.uint32).max
