@@ -47,13 +47,7 @@ def _oracle(model, volume, window, stride, pad, blending="gaussian"):
     return np.clip(np.rint(255 * acc[(slice(None),) + crop] / weight[crop]), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convs are dominated by thread hand-offs on a busy machine: run them on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,7 @@ KW = dict(window=(4, 16, 16), stride=(2, 8, 8), pad=(1, 4, 4))
 CHUNK = (6, 16, 20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from connectomics.config import split_names
-from connectomics.data.io import open_volume, read_volume, VolumeError
+from connectomics.data.io import VolumeError, read_volume
 from connectomics.data.sampling import WindowSampler, sample_rng
 
 logger = logging.getLogger(__name__)
@@ -183,8 +183,3 @@ def build_train_dataset(cfg, chunk_id=None):
     return TrainingSamples(sampler, augmentor, cfg.MODEL.TARGET_OPT, cfg.MODEL.WEIGHT_OPT, cfg.SYSTEM.SEED,
                            d.LABEL_SMOOTH if d.USE_LABEL_SMOOTH else None, d.REJECT_SAMPLING.AFTER_AUG)
 
-
-def volume_shape(spec):
-    """Shape of a volume without reading it."""
-    with open_volume(spec) as vol:
-        return tuple(vol.shape)

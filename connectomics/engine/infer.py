@@ -10,6 +10,8 @@ from connectomics.engine.checkpoint import (checkpoint_iteration, latest_checkpo
 
 logger = logging.getLogger(__name__)
 
+SCORES_CSV = "sum_results_map75.csv"  # one row per scored checkpoint: iteration,AP75,AP50
+
 
 def volume_folders(cfg):
     """``[(image_spec, gt_spec or None, output_folder)]``: one subfolder per volume when several."""
@@ -83,8 +85,6 @@ def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=No
         append_score(os.path.join(folder, SCORES_CSV), iteration, result.summary)
     return result.summary
 
-
-SCORES_CSV = "sum_results_map75.csv"
 
 
 def read_scores(csv_path):
