@@ -55,6 +55,8 @@ setup(
         "matplotlib>=3.7",
         "tifffile>=2023.1",
         "tensorboard>=2.12",
+        "dask[distributed]>=2024.1",  # blockwise runs: a local cluster or any scheduler
+        "zarr>=3.0",  # the blockwise store
     ],
     extras_require={"test": ["pytest>=7"]},
     zip_safe=False,

@@ -39,6 +39,10 @@ def get_parser():
     parser.add_argument("--checkpoint", metavar="PATH", default=None,
                         help="training: resume from this checkpoint (default: the newest checkpoint in "
                              "DATASET.OUTPUT_PATH); inference: the weights to use (default: the newest)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="inference: run blockwise on Dask (zarr maps, global instance ids): 'local' (a local "
+                             "cluster, one worker per core), 'inprocess', or a scheduler address tcp://host:port; "
+                             "overrides SYSTEM.SCHEDULER")
     parser.add_argument("--overwrite", action="store_true",
                         help="inference: redo outputs that exist from a run with other settings")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
@@ -49,8 +53,9 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
+    opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
     try:
-        cfg = load_cfg(args.config_file, args.opts, freeze=False)
+        cfg = load_cfg(args.config_file, opts, freeze=False)
     except ConfigError as err:
         logger.error("%s", err)
         return 2
@@ -88,13 +93,13 @@ def run(cfg, args):
     from connectomics.engine.infer import run_inference
 
     if args.inference:
-        run_inference(cfg, args.checkpoint, overwrite=args.overwrite)
+        run_inference(cfg, args.checkpoint, overwrite=args.overwrite, scheduler=args.scheduler)
         return
     from connectomics.engine.train import run_training
 
     last = run_training(cfg, args.checkpoint)
     if cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME:
-        run_inference(cfg, last, overwrite=args.overwrite)
+        run_inference(cfg, last, overwrite=args.overwrite, scheduler=args.scheduler)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@
     python scripts/postprocess.py -i probs.h5 -o instances.h5
     python scripts/postprocess.py --config-file X.yaml -i probs.h5:main -o instances.h5 \\
         --opts POSTPROCESS.DECODER seed_agglomerate POSTPROCESS.CONTOUR_THRESHOLD 0.75
+    python scripts/postprocess.py --scheduler local -i probs.zarr -o instances.h5     # blockwise, on Dask
+
+With --scheduler (or SYSTEM.SCHEDULER) the maps are decoded block by block (BLOCKWISE.*) with
+globally consistent ids; a killed run resumes at the first unfinished block.
 
 Input: (2, Z, Y, X) maps, channel 0 foreground, channel 1 instance contour, uint8 0..255 (as
 inference writes them) or float in [0, 1] (quantised as floor(255 * p + 0.5)). Output: dataset
@@ -19,8 +23,7 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.config import ConfigError, load_cfg  # noqa: E402
-from connectomics.data.io import VolumeError  # noqa: E402
+from connectomics.config import load_cfg  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("postprocess")
@@ -32,6 +35,10 @@ def get_parser():
                         help="config whose POSTPROCESS section picks the decoder (default: the defaults)")
     parser.add_argument("-i", "--input", required=True, metavar="PROBS.h5[:key]", help="probability maps")
     parser.add_argument("-o", "--output", required=True, metavar="INSTANCES.h5[:key]", help="instance labels")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="run blockwise on Dask: 'local', 'inprocess' or tcp://host:port (SYSTEM.SCHEDULER)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="blockwise: replace an output or work folder from a run with other settings")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. POSTPROCESS.SEED_THRESHOLD 0.85 (must come last)")
     return parser
@@ -40,12 +47,19 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
+    from connectomics.blockwise.build import connect_from_cfg, postprocess_from_cfg, use_blockwise
+    from connectomics.engine.errors import USER_ERRORS
     from connectomics.postprocess import build_decoder, postprocess_file
 
+    opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
     try:
-        decode_fn = build_decoder(load_cfg(args.config_file, args.opts))
-        postprocess_file(args.input, args.output, decode_fn)
-    except (ConfigError, VolumeError, FileNotFoundError, ValueError) as err:
+        cfg = load_cfg(args.config_file, opts)
+        if use_blockwise(cfg):
+            with connect_from_cfg(cfg) as client:
+                postprocess_from_cfg(cfg, args.input, args.output, client, overwrite=args.overwrite)
+        else:
+            postprocess_file(args.input, args.output, build_decoder(cfg))
+    except USER_ERRORS + (ValueError,) as err:
         logger.error("%s", err)
         return 2
     return 0

@@ -18,6 +18,7 @@ _C.SYSTEM.SEED = 0  # seed of every RNG (model init, sampling, augmentation)
 _C.SYSTEM.DEVICE = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
 _C.SYSTEM.INFER_AFTER_TRAIN = False  # after training, run inference + post-processing + evaluation
 _C.SYSTEM.NUM_THREADS = 0  # torch intra-op threads (0: torch's default)
+_C.SYSTEM.SCHEDULER = ""  # blockwise Dask run: "" = off (one process), "local" = a local cluster, "inprocess", or tcp://host:port
 
 # ---------------------------------------------------------------------------- MODEL
 _C.MODEL = CN()
@@ -192,6 +193,17 @@ _C.POSTPROCESS.TUNE.CONTOUR_THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # 
 _C.POSTPROCESS.TUNE.FOREGROUND_THRESHOLDS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9]  # then refined one at a time
 _C.POSTPROCESS.TUNE.MERGE_THRESHOLDS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # watershed_agglomerate only
 _C.POSTPROCESS.TUNE.MAX_EVALS = 80  # decodes at most (the grid is thinned to fit)
+
+# ---------------------------------------------------------------------------- BLOCKWISE
+# Used when SYSTEM.SCHEDULER (or --scheduler) is set: inference writes zarr blocks of
+# INFERENCE.CHUNK_SIZE, post-processing runs block by block with global instance ids.
+_C.BLOCKWISE = CN()
+_C.BLOCKWISE.BLOCK_SIZE = [64, 512, 512]  # post-processing block (z, y, x); rounded to the input's zarr chunks
+_C.BLOCKWISE.HALO = [8, 64, 64]  # watershed context around each block (z, y, x); dilation needs its radius
+_C.BLOCKWISE.WORKERS = 0  # local cluster: worker processes (0: one per core)
+_C.BLOCKWISE.THREADS_PER_WORKER = 1  # local cluster: threads (and torch threads) per worker
+_C.BLOCKWISE.RETRIES = 2  # a block that raises is retried this many times before the run reports it
+_C.BLOCKWISE.WORK_DIR = ""  # intermediate zarr stores and block markers ("" = beside the output)
 
 # ---------------------------------------------------------------------------- EVAL
 _C.EVAL = CN()

@@ -103,9 +103,25 @@ def _validate_postprocess(p):
         _fail("POSTPROCESS.MIN_SIZE", p.MIN_SIZE, "must be >= 0")
 
 
+def _validate_blockwise(b, scheduler):
+    from connectomics.blockwise.cluster import check_scheduler
+
+    try:
+        check_scheduler(scheduler)
+    except ValueError as err:
+        _fail("SYSTEM.SCHEDULER", scheduler, str(err))
+    _check_size("BLOCKWISE.BLOCK_SIZE", list(b.BLOCK_SIZE), divisible_yx=False)
+    if len(b.HALO) != 3 or any(int(h) != h or h < 0 for h in b.HALO):
+        _fail("BLOCKWISE.HALO", b.HALO, "expected three non-negative integers (z, y, x)")
+    for key, low in (("WORKERS", 0), ("THREADS_PER_WORKER", 1), ("RETRIES", 0)):
+        if b[key] < low:
+            _fail(f"BLOCKWISE.{key}", b[key], f"must be >= {low}")
+
+
 def validate_cfg(cfg):
     """Raise ValueError naming the first bad key; return None when all is well."""
     _validate_model(cfg.MODEL)
+    _validate_blockwise(cfg.BLOCKWISE, cfg.SYSTEM.SCHEDULER)
     _validate_inference(cfg.INFERENCE)
     _validate_solver(cfg.SOLVER)
     _validate_postprocess(cfg.POSTPROCESS)

@@ -1,4 +1,5 @@
-"""Volume I/O: HDF5 (``file.h5`` or ``file.h5:dataset``), TIFF stacks, JSON tile descriptors.
+"""Volume I/O: HDF5 (``file.h5`` or ``file.h5:dataset``), zarr (``dir.zarr[:array]``), TIFF stacks,
+JSON tile descriptors.
 
 Writes are atomic: data goes to a temporary name in the same folder and is
 renamed over the final name only when complete, so a killed run never leaves a
@@ -16,17 +17,22 @@ logger = logging.getLogger(__name__)
 
 H5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
 TIFF_EXTENSIONS = (".tif", ".tiff")
+ZARR_EXTENSIONS = (".zarr",)
 
 
 class VolumeError(ValueError):
     """A volume file that cannot be used as asked (missing key, wrong shape or dtype)."""
 
 
+class ResumeError(ValueError):
+    """An output (or partial output) that exists from a run with other settings."""
+
+
 def parse_spec(spec):
     """Split ``'file.h5:key'`` into ``('file.h5', 'key')``; ``'file.h5'`` -> ``('file.h5', None)``."""
     spec = os.fspath(spec)
     head, sep, tail = spec.rpartition(":")
-    if sep and head.lower().endswith(H5_EXTENSIONS + (".zarr",)):
+    if sep and head.lower().endswith(H5_EXTENSIONS + ZARR_EXTENSIONS):
         return head, tail.strip("/") or None
     return spec, None
 
@@ -62,12 +68,43 @@ def open_volume(spec):
                 f.visititems(lambda n, o: available.append(n) if isinstance(o, h5py.Dataset) else None)
                 raise VolumeError(f"{path} has no dataset {name!r}; it has: {', '.join(available) or 'none'}")
             yield f[name]
+    elif lower.endswith(ZARR_EXTENSIONS):
+        yield open_zarr_array(path, key)
     elif lower.endswith(".json"):
         from connectomics.data.tiles import read_tile_volume
 
         yield read_tile_volume(path)
     else:
         yield read_image_stack(path)
+
+
+def is_zarr(spec):
+    """True for a ``dir.zarr[:array]`` spec."""
+    return parse_spec(spec)[0].rstrip("/").lower().endswith(ZARR_EXTENSIONS)
+
+
+def open_zarr_array(path, key=None):
+    """The zarr array at ``path`` (an array store) or ``path``'s member ``key`` (a group).
+
+    A group opened without a key yields its array ``main``, else its only array.
+    Read-only; raises VolumeError naming the store and the arrays it has.
+    """
+    import zarr
+
+    try:
+        node = zarr.open(path.rstrip("/"), mode="r")
+    except Exception as err:  # zarr raises several types for a folder that is not a store
+        raise VolumeError(f"{path} is not a readable zarr store ({type(err).__name__}: {err})") from err
+    if isinstance(node, zarr.Array):
+        if key:
+            raise VolumeError(f"{path} is a zarr array, not a group: it has no member {key!r}")
+        return node
+    names = sorted(node.array_keys())
+    name = key or ("main" if "main" in names else (names[0] if len(names) == 1 else None))
+    if name is None or name not in names:
+        what = f"no array {key!r}" if key else "several arrays and none called 'main'; name one as store.zarr:key"
+        raise VolumeError(f"{path} has {what}; it has: {', '.join(names) or 'none'}")
+    return node[name]
 
 
 def read_volume(spec, dtype=None, ndim=None):
@@ -117,20 +154,33 @@ def temporary_name(path):
     return os.path.join(folder, f".{name}.partial")
 
 
+def remove_path(path):
+    """Remove a file or a folder (a zarr store) if it exists."""
+    if os.path.isdir(path):
+        import shutil
+
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path; rename it to ``path`` if the block succeeds, else remove it."""
+    """Yield a temporary path; rename it to ``path`` if the block succeeds, else remove it.
+
+    Works for files and for folders (zarr stores); an existing ``path`` is replaced.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = temporary_name(path)
-    if os.path.exists(tmp):
-        os.remove(tmp)
+    remove_path(tmp)
     try:
         yield tmp
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        remove_path(tmp)
         raise
+    if os.path.isdir(tmp):
+        remove_path(path)  # os.replace cannot replace a non-empty folder
     os.replace(tmp, path)
 
 

@@ -27,14 +27,20 @@ def volume_folders(cfg):
     return jobs
 
 
-def load_inference_model(cfg, checkpoint, device):
-    """The model with the checkpoint's weights, in eval mode; the checkpoint's iteration."""
-    from connectomics.model import build_model
-
+def resolve_checkpoint(cfg, checkpoint):
+    """``checkpoint``, or the newest one in DATASET.OUTPUT_PATH; FileNotFoundError if there is none."""
     checkpoint = checkpoint or latest_checkpoint(cfg.DATASET.OUTPUT_PATH)
     if not checkpoint:
         raise FileNotFoundError(
             f"no --checkpoint given and no checkpoint_*.pth.tar in DATASET.OUTPUT_PATH {cfg.DATASET.OUTPUT_PATH}")
+    return checkpoint
+
+
+def load_inference_model(cfg, checkpoint, device):
+    """The model with the checkpoint's weights, in eval mode; the checkpoint's iteration."""
+    from connectomics.model import build_model
+
+    checkpoint = resolve_checkpoint(cfg, checkpoint)
     model = build_model(cfg).to(device)
     load_model_weights(model, read_checkpoint(checkpoint), cfg.MODEL.ARCHITECTURE, checkpoint)
     logger.info("inference with %s", checkpoint)
@@ -64,7 +70,6 @@ def save_overlay(image_spec, instances_path, gt_spec, png_path, slices=4):
 
 def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=None, overwrite=False):
     """Inference -> post-processing -> evaluation for one volume; returns the summary or None."""
-    from connectomics.evaluation import evaluate_volumes, format_table, write_reports
     from connectomics.inference import infer_volume_to_file
     from connectomics.postprocess import postprocess_file
 
@@ -73,6 +78,28 @@ def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=No
     infer_volume_to_file(predictor, image_spec, probs, tuple(cfg.INFERENCE.CHUNK_SIZE), overwrite=overwrite)
     instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
     postprocess_file(probs, instances, decode)
+    return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
+
+
+def run_volume_blockwise(cfg, client, checkpoint, device, image_spec, gt_spec, folder, iteration=None,
+                         overwrite=False):
+    """:func:`run_volume` on Dask: zarr maps (``probs.zarr``) and blockwise post-processing."""
+    from connectomics.blockwise import infer_blockwise
+    from connectomics.blockwise.build import postprocess_from_cfg, zarr_name
+
+    os.makedirs(folder, exist_ok=True)
+    probs = os.path.join(folder, zarr_name(cfg.INFERENCE.OUTPUT_NAME))
+    infer_blockwise(cfg, checkpoint, image_spec, probs, client, device=str(device), retries=cfg.BLOCKWISE.RETRIES,
+                    overwrite=overwrite)
+    instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
+    postprocess_from_cfg(cfg, probs, instances, client, overwrite=overwrite)
+    return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
+
+
+def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None):
+    """Overlay PNG, then AP-75 (table, reports, scores CSV row) if there is ground truth; the summary or None."""
+    from connectomics.evaluation import evaluate_volumes, format_table, write_reports
+
     logger.info("instances: %s", instances)
     save_overlay(image_spec, instances, gt_spec, os.path.join(folder, "overlay.png"))
     if not gt_spec:
@@ -107,13 +134,23 @@ def append_score(csv_path, iteration, summary):
         f.write(f"{iteration},{summary['AP75']:.6f},{summary['AP50']:.6f}\n")
 
 
-def run_inference(cfg, checkpoint=None, device=None, overwrite=False):
-    """Segment every INFERENCE.IMAGE_NAME volume; returns ``[summary or None, ...]``."""
+def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=None):
+    """Segment every INFERENCE.IMAGE_NAME volume; returns ``[summary or None, ...]``.
+
+    With a scheduler (``scheduler`` or SYSTEM.SCHEDULER) the volumes run blockwise on Dask.
+    """
+    from connectomics.blockwise.build import connect_from_cfg, use_blockwise
     from connectomics.engine.train import select_device
     from connectomics.inference import build_predictor
     from connectomics.postprocess import build_decoder
 
     device = device or select_device(cfg)
+    if use_blockwise(cfg, scheduler):
+        checkpoint = resolve_checkpoint(cfg, checkpoint)
+        iteration = checkpoint_iteration(checkpoint)
+        with connect_from_cfg(cfg, scheduler) as client:
+            return [run_volume_blockwise(cfg, client, checkpoint, device, image, gt, folder, iteration, overwrite)
+                    for image, gt, folder in volume_folders(cfg)]
     model, iteration = load_inference_model(cfg, checkpoint, device)
     predictor = build_predictor(cfg, model, device)
     decode = build_decoder(cfg)

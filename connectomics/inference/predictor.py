@@ -71,9 +71,12 @@ class Predictor:
         self.eval_mode = bool(eval_mode)
         self.weights = torch.from_numpy(blending_weights(self.window, blending)).to(self.device)
 
-    def tiling(self, volume_shape, chunk_size=None):
-        """The :class:`Tiling` of a (Z, Y, X) volume; ``chunk_size`` None -> ``self.chunk_size``."""
-        return Tiling(volume_shape, self.window, self.stride, self.pad, chunk_size or self.chunk_size)
+    def tiling(self, volume_shape, chunk_size=None, aligned=False):
+        """The :class:`Tiling` of a (Z, Y, X) volume; ``chunk_size`` None -> ``self.chunk_size``.
+
+        ``aligned``: chunk borders at the multiples of the chunk size (see :class:`Tiling`).
+        """
+        return Tiling(volume_shape, self.window, self.stride, self.pad, chunk_size or self.chunk_size, aligned)
 
     def settings(self):
         """Everything that changes the output values (used to check resumed files)."""

@@ -154,10 +154,12 @@ class Tiling:
 
     ``volume_shape``, ``window``, ``stride``, ``pad``, ``chunk_size``: (z, y, x)
     integer triples. ``chunk_size`` None means one chunk for the whole volume;
-    otherwise borders every ``chunk_size``, moved to save windows (:func:`chunk_borders`).
+    otherwise borders every ``chunk_size``, moved to save windows (:func:`chunk_borders`),
+    or, with ``aligned=True``, exactly at the multiples of ``chunk_size`` (the grid of a
+    zarr store that blocks write in parallel).
     """
 
-    def __init__(self, volume_shape, window, stride, pad, chunk_size=None):
+    def __init__(self, volume_shape, window, stride, pad, chunk_size=None, aligned=False):
         self.volume_shape = _triple(volume_shape, "volume_shape")
         self.window = _triple(window, "window")
         self.stride = _triple(stride, "stride")
@@ -171,8 +173,11 @@ class Tiling:
         if grown:
             logger.warning("volume %s is smaller than the window %s plus padding; padding grown on axes %s to fit "
                            "one window", self.volume_shape, self.window, ", ".join(f"{a}: {p}" for a, p in grown))
-        self.borders = tuple(tuple(chunk_borders(n, c, starts, w, s)) for n, c, starts, w, s in zip(
-            self.volume_shape, self.chunk_size, self.starts, self.window, self.stride))
+        if aligned:
+            self.borders = tuple(tuple(range(0, n, c)) + (n,) for n, c in zip(self.volume_shape, self.chunk_size))
+        else:
+            self.borders = tuple(tuple(chunk_borders(n, c, starts, w, s)) for n, c, starts, w, s in zip(
+                self.volume_shape, self.chunk_size, self.starts, self.window, self.stride))
         self.grid_shape = tuple(len(b) - 1 for b in self.borders)
 
     @property

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from connectomics.data.io import h5_chunks, open_volume, temporary_name
+from connectomics.data.io import ResumeError, h5_chunks, open_volume, temporary_name  # noqa: F401 (re-export)
 from connectomics.inference.predictor import Workspace, check_volume
 
 logger = logging.getLogger(__name__)
@@ -27,10 +27,6 @@ logger = logging.getLogger(__name__)
 SETTINGS_ATTR = "inference_settings"
 H5_CHUNK = (16, 128, 128)  # (z, y, x) of the HDF5 chunks of 'main' (256 KiB per channel at uint8)
 H5_CACHE = dict(rdcc_nbytes=4 * 2**20, rdcc_nslots=1009)  # HDF5 chunk cache: small, so memory stays flat
-
-
-class ResumeError(ValueError):
-    """A partial or final output file that was made with other settings."""
 
 
 def model_fingerprint(model):

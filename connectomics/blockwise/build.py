@@ -1,0 +1,30 @@
+"""The config door of blockwise runs: ``SYSTEM.SCHEDULER`` and ``BLOCKWISE.*`` -> plain arguments."""
+from connectomics.blockwise.cluster import connect
+from connectomics.blockwise.postprocess import postprocess_blockwise
+
+
+def use_blockwise(cfg, scheduler=None):
+    """True when a scheduler is set (``--scheduler`` or ``SYSTEM.SCHEDULER``)."""
+    return bool(scheduler or cfg.SYSTEM.SCHEDULER)
+
+
+def connect_from_cfg(cfg, scheduler=None):
+    """``connect`` (a context manager yielding a Dask client or None) for the configured scheduler."""
+    return connect(scheduler or cfg.SYSTEM.SCHEDULER, cfg.BLOCKWISE.WORKERS, cfg.BLOCKWISE.THREADS_PER_WORKER)
+
+
+def zarr_name(name):
+    """``probs.h5`` -> ``probs.zarr``: the blockwise store of an output name."""
+    stem = name.rsplit(".", 1)[0] if name.lower().endswith((".h5", ".hdf5", ".hdf")) else name
+    return stem if stem.lower().endswith(".zarr") else stem + ".zarr"
+
+
+def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False):
+    """Blockwise post-processing with the decoder of ``cfg.POSTPROCESS`` and the blocks of ``cfg.BLOCKWISE``."""
+    from connectomics.postprocess.build import decoder_params
+
+    name, params = decoder_params(cfg)
+    b = cfg.BLOCKWISE
+    return postprocess_blockwise(input_spec, output_spec, name, params, client, block=tuple(b.BLOCK_SIZE),
+                                 halo=tuple(b.HALO), work_dir=b.WORK_DIR or None, retries=b.RETRIES,
+                                 overwrite=overwrite)

@@ -1,0 +1,254 @@
+"""Blockwise post-processing: (2, Z, Y, X) uint8 maps in zarr (or HDF5) -> one uint32 instance volume.
+
+Stages, each a pass over the blocks with per-block done markers (a killed run
+resumes at the first unfinished block of the unfinished stage):
+
+============  ======================================================  ==========================
+stage         per block                                               then, in the client
+============  ======================================================  ==========================
+seeds         local seed components -> ``seeds.zarr`` (uint32)        provisional id offsets
+stitch        id pairs touching across the block's faces              union-find -> seed lookup
+segment       watershed / growth over block + halo with global ids   global sizes -> final table
+export        final ids -> output zarr (parallel) or HDF5 (client)    rename into place
+============  ======================================================  ==========================
+
+Peak memory per worker: about 15 B per voxel of a block plus its halo (maps,
+seed ids, the flood's bookkeeping), independent of the volume. Decoders:
+``bc_watershed``, ``binary_watershed``, ``bc_connected``, ``seed_agglomerate``
+(``watershed_agglomerate`` merges fragments globally with waterz and has no
+blockwise form). Small instances are removed by their global size
+(``small_mode='background'``; ``'neighbor'`` is not available blockwise).
+"""
+import collections
+import functools
+import inspect
+import json
+import logging
+import os
+import shutil
+import time
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from connectomics.blockwise.blocks import BlockGrid, slices
+from connectomics.blockwise.cluster import run_blocks
+from connectomics.blockwise.components import face_pairs, label_block, provisional_offsets, resolve_ids
+from connectomics.blockwise.segment import (final_block, global_sizes, relabel_table, seed_block, segment_block,
+                                            write_block)
+from connectomics.blockwise.store import (SETTINGS, Markers, align_block, check_existing, create_array,
+                                          input_chunks, publish, remove)
+from connectomics.data.io import VolumeError, h5_chunks, open_volume, parse_spec, temporary_name
+from connectomics.postprocess.decoders import check_params, get_decoder
+
+logger = logging.getLogger(__name__)
+
+# decoder -> (uses the contour channel for seeds, block method, smallest seed kept)
+PLANS = {
+    "bc_watershed": (True, "watershed", 0),
+    "binary_watershed": (False, "watershed", 0),
+    "bc_connected": (True, "grow", 0),
+    "seed_agglomerate": (True, "grow", 2),  # waterz leaves single-voxel seeds unlabelled
+}
+STAGES_VERSION = 1  # bump when a stage's output changes meaning: old work folders are then refused
+
+
+def check_blockwise(decoder, params):
+    """Raise ValueError if ``decoder`` with ``params`` has no blockwise form."""
+    if decoder not in PLANS:
+        raise ValueError(f"decoder {decoder!r} has no blockwise form; blockwise decoders: {', '.join(PLANS)} "
+                         "(watershed_agglomerate merges fragments across the whole volume)")
+    if params.get("small_mode", "background") != "background":
+        raise ValueError("POSTPROCESS.SMALL_MODE neighbor has no blockwise form (it needs contacts across "
+                         "blocks); use background")
+    check_params(**params)
+
+
+def decoder_defaults(decoder, params):
+    """``params`` completed with the decoder's own defaults (every keyword it takes)."""
+    signature = inspect.signature(get_decoder(decoder)).parameters
+    full = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
+    unknown = set(params) - set(full)
+    if unknown:
+        raise ValueError(f"decoder {decoder} takes no {', '.join(sorted(unknown))}; it takes {', '.join(full)}")
+    full.update(params)
+    return full
+
+
+def _check_maps(maps, name, channels):
+    if maps.ndim != 4 or maps.shape[0] < channels:
+        raise VolumeError(f"{name}: expected (C, Z, Y, X) maps with at least {channels} channels (0 foreground, "
+                          f"1 instance contour), got shape {tuple(maps.shape)}")
+    if np.dtype(maps.dtype) != np.uint8:
+        raise VolumeError(f"{name}: blockwise post-processing reads uint8 maps (0..255, as inference writes "
+                          f"them), got {maps.dtype}; convert with scripts/convert_volume.py")
+
+
+class _Run:
+    """One blockwise run: its grid, work folder, markers and stage runner."""
+
+    def __init__(self, input_spec, out_path, shape, block, settings, client, work_dir, retries, overwrite,
+                 on_block_done, wrap):
+        self.input_spec, self.out_path, self.settings, self.client = input_spec, out_path, settings, client
+        self.work_dir = work_dir or os.path.join(os.path.dirname(os.path.abspath(out_path)),
+                                                 f".{os.path.basename(out_path)}.blocks")
+        self.markers = Markers(self.work_dir, settings, overwrite)
+        self.grid = BlockGrid(shape, block)
+        self.run = functools.partial(run_blocks, client, markers=self.markers, retries=retries,
+                                     on_done=on_block_done, wrap=wrap)
+
+    def store(self, name, dtype=np.uint32):
+        path = os.path.join(self.work_dir, name)
+        create_array(path, self.grid.shape, self.grid.block, dtype, self.settings)
+        return path
+
+    def where(self):
+        return "in this process" if self.client is None else f"on {self.client.scheduler.address}"
+
+
+def _open_input(input_spec, output_spec, channels, block):
+    """Check the maps and the output name; ``(out_path, out_key, shape, block aligned to the input chunks)``."""
+    out_path, out_key = parse_spec(output_spec)
+    if not out_path.lower().endswith((".h5", ".hdf5", ".zarr")):
+        raise VolumeError(f"output {output_spec}: expected file.h5[:key] or store.zarr")
+    with open_volume(input_spec) as maps:
+        _check_maps(maps, str(input_spec), channels)
+        shape = tuple(int(n) for n in maps.shape[1:])
+        block = align_block(block, input_chunks(maps, str(input_spec)), shape)
+    return out_path, out_key, shape, block
+
+
+def _settings(input_spec, shape, block, **extra):
+    path, key = parse_spec(input_spec)
+    return dict(stages=STAGES_VERSION, input=os.path.abspath(path), input_key=key, shape=list(shape),
+                block=list(block), **extra)
+
+
+def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", params=None, client=None,
+                          block=(64, 512, 512), halo=(8, 64, 64), work_dir=None, retries=2, overwrite=False,
+                          keep_work=False, on_block_done=None, wrap=None):
+    """Decode ``input_spec`` block by block into ``output_spec`` (``.h5[:key]`` or ``.zarr``).
+
+    input_spec: (C, Z, Y, X) uint8 maps, ``store.zarr[:array]`` or ``file.h5[:key]``.
+    decoder, params: as :func:`connectomics.postprocess.decode` (plain keywords).
+    client: ``distributed.Client`` or None (blocks run in this process).
+    block: (z, y, x) block size, rounded up to the input's chunks; halo:
+    (z, y, x) context of the watershed (growth uses at least its radius).
+    work_dir: intermediate stores and markers (default: a hidden sibling of
+    the output), removed at the end unless ``keep_work``. ``on_block_done``,
+    ``wrap``: see :func:`~connectomics.blockwise.cluster.run_blocks`. Returns the output path.
+    """
+    check_blockwise(decoder, params or {})
+    params = decoder_defaults(decoder, params)
+    use_contour, method, min_seed = PLANS[decoder]
+    out_path, out_key, shape, block = _open_input(input_spec, output_spec, 2 if use_contour else 1, block)
+    halo = tuple(int(h) for h in halo)
+    if method == "grow":
+        halo = tuple(max(h, (d - 1) // 2) for h, d in zip(halo, params["dilation"]))
+    settings = _settings(input_spec, shape, block, decoder=decoder, params=params, halo=list(halo))
+    if check_existing(out_path, settings, overwrite):
+        return out_path
+    ctx = _Run(input_spec, out_path, shape, block, settings, client, work_dir, retries, overwrite, on_block_done,
+               wrap)
+    logger.info("blockwise %s of %s: %s, halo %s, %s", decoder, input_spec, ctx.grid, list(halo), ctx.where())
+    started = time.perf_counter()
+    seeds = _seed_stages(ctx, params["seed_threshold"], params["contour_threshold"] if use_contour else None,
+                         params.get("connectivity", 6), min_seed)
+
+    segment_path = ctx.store("segment.zarr")
+    segment = functools.partial(segment_block, maps_spec=input_spec, seeds_path=seeds.path, out_path=segment_path,
+                                grid=ctx.grid, halo=halo, offsets=seeds.offsets, counts=seeds.counts,
+                                lut_path=seeds.lut_path, method=method, params=params)
+    sizes = global_sizes(ctx.run(segment, ctx.grid.indices(), stage="segment").values(), seeds.n)
+    table, n = relabel_table(sizes, params.get("min_size", 0))
+    table_path = ctx.markers.save_array("final_table", table)
+    logger.info("%d instances of >= %d voxels (of %d seeds)", n, params.get("min_size", 0), seeds.n)
+
+    make = functools.partial(final_block, src_path=segment_path, grid=ctx.grid, table_path=table_path)
+    _export(ctx, out_key, make, table.dtype)
+    if not keep_work:
+        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    logger.info("blockwise post-processing: %d instances in %.1f s -> %s", n, time.perf_counter() - started,
+                out_path)
+    return out_path
+
+
+def components_blockwise(input_spec, output_spec, threshold=0.5, contour_threshold=None, connectivity=6,
+                         client=None, block=(64, 512, 512), work_dir=None, retries=2, overwrite=False,
+                         keep_work=False, on_block_done=None, wrap=None):
+    """Connected components of ``foreground > int(255 * threshold)`` (and ``contour < ...`` if given), blockwise.
+
+    The same partition as ``cc3d.connected_components`` of that mask over the
+    whole volume (ids 1..K numbered by block order, then raster order within
+    the first block a component appears in). Arguments as
+    :func:`postprocess_blockwise`. Returns the output path.
+    """
+    channels = 1 if contour_threshold is None else 2
+    out_path, out_key, shape, block = _open_input(input_spec, output_spec, channels, block)
+    settings = _settings(input_spec, shape, block, components=[threshold, contour_threshold, connectivity])
+    if check_existing(out_path, settings, overwrite):
+        return out_path
+    ctx = _Run(input_spec, out_path, shape, block, settings, client, work_dir, retries, overwrite, on_block_done,
+               wrap)
+    logger.info("blockwise connected components of %s: %s, %s", input_spec, ctx.grid, ctx.where())
+    seeds = _seed_stages(ctx, threshold, contour_threshold, connectivity, 0)
+    make = functools.partial(seed_block, seeds_path=seeds.path, grid=ctx.grid, offsets=seeds.offsets,
+                             counts=seeds.counts, lut_path=seeds.lut_path)
+    _export(ctx, out_key, make, np.dtype(np.uint32))
+    if not keep_work:
+        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    return out_path
+
+
+SeedIds = collections.namedtuple("SeedIds", "path offsets counts lut_path n")
+
+
+def _seed_stages(ctx, seed_threshold, contour_threshold, connectivity, min_seed):
+    """Stages 'seeds' and 'stitch', then the global seed lookup table."""
+    grid = ctx.grid
+    seeds_path = ctx.store("seeds.zarr")
+    label = functools.partial(label_block, maps_spec=ctx.input_spec, seeds_path=seeds_path, grid=grid,
+                              seed_threshold=seed_threshold, contour_threshold=contour_threshold,
+                              connectivity=connectivity)
+    seed_sizes = ctx.run(label, grid.indices(), stage="seeds")
+    counts = {index: len(result["sizes"]) - 1 for index, result in seed_sizes.items()}
+    offsets = provisional_offsets(grid, counts)
+    count_grid = np.array([counts[i] for i in grid.indices()], np.uint64).reshape(grid.grid_shape)
+    n_provisional = int(count_grid.sum())
+    stitch = functools.partial(face_pairs, seeds_path=seeds_path, grid=grid, offsets=offsets,
+                               connectivity=connectivity)
+    pairs = ctx.run(stitch, grid.indices(), stage="stitch")
+    lut = ctx.markers.load_array("seed_lut")
+    if lut is None:
+        all_pairs = [r["pairs"] for r in pairs.values() if len(r["pairs"])]
+        all_pairs = np.concatenate(all_pairs) if all_pairs else np.zeros((0, 2), np.uint64)
+        sizes, first = np.zeros(n_provisional + 1, np.uint64), np.zeros(n_provisional + 1, np.uint64)
+        for index, result in seed_sizes.items():
+            start, end = int(offsets[index]) + 1, int(offsets[index]) + len(result["sizes"])
+            sizes[start:end], first[start:end] = result["sizes"][1:], result["first"][1:]
+        lut, _ = resolve_ids(n_provisional, all_pairs, sizes, min_seed, first)
+        ctx.markers.save_array("seed_lut", lut)
+    n = int(lut.max(initial=0))
+    logger.info("seeds: %d provisional ids in %d blocks -> %d global seeds", n_provisional, len(grid), n)
+    return SeedIds(seeds_path, offsets, count_grid, os.path.join(ctx.markers.folder, "seed_lut.npy"), n)
+
+
+def _export(ctx, key, make_labels, dtype):
+    """Write ``make_labels(index)`` of every block to the output: zarr in parallel, HDF5 from this process."""
+    grid, tmp = ctx.grid, temporary_name(ctx.out_path)
+    if ctx.out_path.lower().endswith(".zarr"):
+        create_array(tmp, grid.shape, grid.block, dtype, ctx.settings)
+        export = functools.partial(write_block, make_labels=make_labels, dst_path=tmp, grid=grid)
+        ctx.run(export, grid.indices(), stage="export")
+        publish(tmp, ctx.out_path)
+        return
+    remove(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(ctx.out_path)), exist_ok=True)
+    with h5py.File(tmp, "w") as f:
+        f.attrs[SETTINGS] = json.dumps(ctx.settings, sort_keys=True)
+        dset = f.create_dataset(key or "main", shape=grid.shape, dtype=dtype, chunks=h5_chunks(grid.shape),
+                                compression="gzip", compression_opts=1)
+        for index in tqdm(grid.indices(), unit="block", desc="export", disable=None):
+            dset[slices(grid.box(index))] = make_labels(index)
+    publish(tmp, ctx.out_path)

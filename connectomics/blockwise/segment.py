@@ -1,0 +1,114 @@
+"""Blockwise instances from global seed ids: watershed or growth per block, global sizes, relabel.
+
+``segment_block`` reads its box plus a halo: the probability maps, and the
+local seed ids of every block the halo reaches, translated to global ids
+through their block's slice of the lookup table. It floods (or grows) the
+seeds over that region exactly as the single-machine decoder would, then
+writes only its own box. Inside the core the result equals the whole-volume
+result wherever the flood that reaches a voxel stays within the halo; only
+objects whose flooding paths run further than the halo can differ.
+
+Sizes are counted per block (``{'ids', 'counts'}``) and summed over the volume
+before small instances are removed (``relabel_table``): an instance cut by a
+block border is judged by its whole size, never by its parts.
+"""
+import fastremap
+import numpy as np
+
+from connectomics._ext import labels as _kernel
+from connectomics.blockwise.blocks import box_shape, slices
+from connectomics.blockwise.components import read_maps
+from connectomics.blockwise.store import open_array
+from connectomics.postprocess.grow import grow_labels
+from connectomics.postprocess.maps import threshold_level
+from connectomics.postprocess.watershed import seeded_watershed
+
+_LUTS = {}  # per worker process: path -> memory-mapped lookup table
+
+
+def _lut(path):
+    if path not in _LUTS:
+        _LUTS.clear()
+        _LUTS[path] = np.load(path, mmap_mode="r")
+    return _LUTS[path]
+
+
+def global_seeds(seeds, grid, offsets, counts, lut, box):
+    """The global seed ids of ``box``: (box shape) uint32, 0 where no seed."""
+    origin = [a for a, _ in box]
+    out = np.zeros(box_shape(box), np.uint32)
+    for owner, sub in grid.owners(box):
+        part = np.ascontiguousarray(seeds[slices(sub)], dtype=np.uint32)
+        first = int(offsets[owner])
+        table = np.array(lut[first:first + int(counts[owner]) + 1], np.uint32)
+        table[0] = 0
+        if _kernel.apply_lut(part.reshape(-1), table):
+            raise ValueError(f"block {owner}: seed ids above its count {int(counts[owner])}; the seed store "
+                             "is out of date (rerun with --overwrite)")
+        out[slices(sub, origin)] = part
+    return out
+
+
+def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, counts, lut_path, method, params):
+    """Stage 'segment' for one block -> ``{'ids', 'counts'}`` of the global ids in its own box.
+
+    method ``'watershed'``: ``params`` = foreground_threshold, connectivity (the
+    bc_watershed / binary_watershed flood); ``'grow'``: dilation, dilation_mode
+    (bc_connected / seed_agglomerate).
+    """
+    ext = grid.box(index, halo)
+    labels = global_seeds(open_array(seeds_path), grid, offsets, counts, _lut(lut_path), ext)
+    if method == "watershed":
+        foreground = read_maps(maps_spec, ext, 1)[0]
+        max_level = 254 - threshold_level(params["foreground_threshold"], "foreground_threshold")
+        seeded_watershed(foreground, labels, max_level=max_level, invert=True,
+                         connectivity=params["connectivity"], inplace=True)
+        del foreground
+    elif method == "grow":
+        grow_labels(labels, tuple(params["dilation"]), params["dilation_mode"])
+    else:
+        raise ValueError(f"unknown block method {method!r}")
+    core = np.ascontiguousarray(labels[slices(grid.box(index), [a for a, _ in ext])])
+    del labels
+    open_array(out_path, "r+")[slices(grid.box(index))] = core
+    ids, sizes = fastremap.unique(core, return_counts=True)
+    keep = ids != 0
+    return {"ids": ids[keep].astype(np.uint64), "counts": sizes[keep].astype(np.uint64)}
+
+
+def global_sizes(results, n_ids):
+    """Dense uint64 sizes (``n_ids + 1``) summed over the blocks' ``{'ids', 'counts'}``."""
+    sizes = np.zeros(int(n_ids) + 1, np.uint64)
+    for result in results:
+        np.add.at(sizes, result["ids"].astype(np.int64), result["counts"])
+    return sizes
+
+
+def relabel_table(sizes, min_size):
+    """``(table, n)``: global id -> final id 1..n (instances of at least ``min_size`` voxels, in id order), 0 else."""
+    present = np.asarray(sizes) >= max(int(min_size), 1)
+    present[0] = False
+    kept = np.flatnonzero(present)
+    n = len(kept)
+    table = np.zeros(len(sizes), np.uint32 if n < 2**32 else np.uint64)
+    table[kept] = np.arange(1, n + 1)
+    return table, n
+
+
+def final_block(index, src_path, grid, table_path):
+    """The final ids of block ``index``: ``table[src[box]]`` (table dtype)."""
+    table = np.asarray(_lut(table_path))
+    labels = np.ascontiguousarray(open_array(src_path)[slices(grid.box(index))]).astype(table.dtype, copy=False)
+    _kernel.apply_lut(labels.reshape(-1), table)
+    return labels
+
+
+def seed_block(index, seeds_path, grid, offsets, counts, lut_path):
+    """The global seed ids of block ``index`` (uint32)."""
+    return global_seeds(open_array(seeds_path), grid, offsets, counts, _lut(lut_path), grid.box(index))
+
+
+def write_block(index, make_labels, dst_path, grid):
+    """Export stage for one block of a zarr output: ``dst[box] = make_labels(index)``."""
+    open_array(dst_path, "r+")[slices(grid.box(index))] = make_labels(index)
+    return {}

@@ -1,0 +1,200 @@
+"""Zarr stores of blockwise runs, their settings, and per-block done markers.
+
+A blockwise stage writes into a zarr array whose chunks ARE the blocks (one
+chunk per block, leading axes whole), so two blocks never write the same chunk
+file. Every store and work folder records the settings that made it; a rerun
+with the same settings resumes, one with other settings is refused unless told
+to overwrite. Results appear under their final names only when complete: a
+store is built under a temporary sibling name and renamed at the end.
+"""
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+
+from connectomics.data.io import ResumeError, VolumeError, remove_path as remove, temporary_name
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = "connectomics_settings"  # attribute / file holding the settings of a store or work folder
+MAX_READ_CHUNK_MIB = 256  # an input chunk larger than this would blow the per-block memory bound
+
+
+def _compressors():
+    import zarr
+
+    return [zarr.codecs.ZstdCodec(level=1)]
+
+
+def _difference(old, new):
+    keys = sorted(set(old or {}) | set(new))
+    return ", ".join(f"{k}: {(old or {}).get(k)!r} -> {new.get(k)!r}" for k in keys
+                     if (old or {}).get(k) != new.get(k))
+
+
+def _normalise(settings):
+    return json.loads(json.dumps(settings, sort_keys=True))  # tuples -> lists, as stored
+
+
+def stored_settings(path):
+    """The settings recorded in a zarr store, or None (no store, or none recorded)."""
+    import zarr
+
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception:  # noqa: BLE001 - absent or not a store
+        return None
+    return node.attrs.asdict().get(SETTINGS)
+
+
+def check_existing(path, settings, overwrite, what="output"):
+    """True if ``path`` holds a complete result with these settings; remove or refuse another one."""
+    if not os.path.exists(path):
+        return False
+    diff = _difference(stored_settings(path) if path.endswith(".zarr") else _h5_settings(path),
+                       _normalise(settings))
+    if not diff:
+        logger.info("%s %s is already complete; nothing to do", what, path)
+        return True
+    if not overwrite:
+        raise ResumeError(f"{what} {path} exists from a run with other settings ({diff}); pass --overwrite "
+                          "to replace it, or choose another output name")
+    logger.warning("overwriting %s (%s)", path, diff)
+    remove(path)
+    return False
+
+
+def _h5_settings(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            text = f.attrs.get(SETTINGS)
+    except OSError:
+        return None
+    return json.loads(text) if text is not None else None
+
+
+def create_array(path, shape, chunks, dtype, settings, fill_value=0):
+    """Create (or reopen, if its settings match) a zarr array store at ``path``."""
+    import zarr
+
+    if os.path.exists(path):
+        old = stored_settings(path)
+        if old == _normalise(settings):
+            return zarr.open_array(path, mode="r+")
+        remove(path)
+    array = zarr.create_array(store=path, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
+                              fill_value=fill_value, compressors=_compressors(), overwrite=True)
+    array.attrs[SETTINGS] = _normalise(settings)
+    return array
+
+
+def open_array(path, mode="r"):
+    import zarr
+
+    return zarr.open_array(path, mode=mode)
+
+
+def publish(tmp, path):
+    """Rename a completed temporary store (or file) to its final name."""
+    remove(path)
+    os.replace(tmp, path)
+    return path
+
+
+def input_chunks(volume, name):
+    """The (z, y, x) chunk shape of an input (zarr or HDF5), or None when unchunked.
+
+    Raises VolumeError when one chunk is so large that reading any block would
+    need more than ``MAX_READ_CHUNK_MIB`` for it: such a store must be rechunked.
+    """
+    chunks = getattr(volume, "chunks", None)
+    if not chunks:
+        return None
+    chunks = tuple(int(c) for c in chunks)
+    nbytes = int(np.prod(chunks)) * np.dtype(volume.dtype).itemsize
+    if nbytes > MAX_READ_CHUNK_MIB * 2**20:
+        raise VolumeError(
+            f"{name} is stored in chunks of {list(chunks)} ({nbytes / 2**20:.0f} MiB each): every block would "
+            f"read whole chunks, beyond the {MAX_READ_CHUNK_MIB} MiB bound. Rechunk it first, e.g. "
+            f"`python scripts/convert_volume.py {name} OUT.zarr --chunks 64 512 512`")
+    return chunks[-3:]
+
+
+def align_block(block, chunks, shape):
+    """``block`` rounded up to a multiple of the input's chunk shape (reads then decode each chunk once)."""
+    if chunks is None:
+        return tuple(int(b) for b in block)
+    out = tuple(min(n, max(c, -(-int(b) // c) * c)) for b, c, n in zip(block, chunks, shape))
+    if out != tuple(block):
+        logger.info("block size %s rounded to %s, a multiple of the input's chunks %s", list(block), list(out),
+                    list(chunks))
+    return out
+
+
+class Markers:
+    """Per-block done markers of the stages of one run, in ``folder/<stage>/z_y_x.npz``.
+
+    A marker holds the block's small result (counts, pairs) and is written by
+    rename, after the block's data is in its store: a block without a marker is
+    redone from scratch. ``settings`` are kept in ``folder/settings.json``;
+    a folder from a run with other settings is refused unless ``overwrite``.
+    """
+
+    def __init__(self, folder, settings, overwrite=False):
+        self.folder = folder
+        settings = _normalise(settings)
+        path = os.path.join(folder, "settings.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+            diff = _difference(old, settings)
+            if diff and not overwrite:
+                raise ResumeError(f"work folder {folder} is from a run with other settings ({diff}); pass "
+                                  "--overwrite to start again, or delete that folder")
+            if diff:
+                shutil.rmtree(folder)
+        os.makedirs(folder, exist_ok=True)
+        if not os.path.exists(path):
+            tmp = temporary_name(path)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(settings, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+
+    def path(self, stage, index=None):
+        folder = os.path.join(self.folder, stage)
+        return folder if index is None else os.path.join(folder, "_".join(str(int(i)) for i in index) + ".npz")
+
+    def done(self, stage):
+        """The set of block indices with a marker."""
+        folder = self.path(stage)
+        if not os.path.isdir(folder):
+            return set()
+        return {tuple(int(i) for i in name[:-4].split("_")) for name in os.listdir(folder)
+                if name.endswith(".npz") and not name.startswith(".")}
+
+    def write(self, stage, index, result):
+        os.makedirs(self.path(stage), exist_ok=True)
+        path = self.path(stage, index)
+        tmp = temporary_name(path) + ".npz"  # np.savez appends .npz to names without it
+        np.savez(tmp, **{k: np.asarray(v) for k, v in (result or {}).items()})
+        os.replace(tmp, path)
+
+    def read(self, stage, index):
+        with np.load(self.path(stage, index)) as data:
+            return {k: data[k] for k in data.files}
+
+    def save_array(self, name, array):
+        """Store a client-side table (e.g. a lookup table) atomically; :meth:`load_array` reads it."""
+        path = os.path.join(self.folder, name + ".npy")
+        tmp = temporary_name(path) + ".npy"
+        np.save(tmp, array)
+        os.replace(tmp, path)
+        return path
+
+    def load_array(self, name):
+        path = os.path.join(self.folder, name + ".npy")
+        return np.load(path) if os.path.exists(path) else None

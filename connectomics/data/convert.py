@@ -1,0 +1,63 @@
+"""Copy a volume between formats (HDF5, zarr, TIFF / JSON tiles in) and rechunk it, slab by slab.
+
+Memory: one slab of ``chunks[-3]`` z-slices (all channels) at a time, whatever the volume size.
+"""
+import logging
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from connectomics.data.io import H5_EXTENSIONS, VolumeError, atomic_path, h5_chunks, open_volume, parse_spec
+
+logger = logging.getLogger(__name__)
+
+
+def convert_volume(src_spec, dst_spec, chunks=(64, 512, 512), overwrite=False):
+    """Copy ``src_spec`` to ``dst_spec`` (``out.zarr[:array]`` or ``out.h5[:key]``) with (z, y, x) ``chunks``.
+
+    Leading axes (channels) are kept whole in each chunk. The destination
+    appears under its final name only when complete. Returns the destination path.
+    """
+    path, key = parse_spec(dst_spec)
+    if os.path.exists(path) and not overwrite:
+        raise VolumeError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    chunks = tuple(int(c) for c in chunks)
+    if len(chunks) != 3 or min(chunks) < 1:
+        raise ValueError(f"chunks must be three positive integers (z, y, x), got {list(chunks)}")
+    with open_volume(src_spec) as src:
+        shape, dtype = tuple(src.shape), np.dtype(src.dtype)
+        if len(shape) < 3:
+            raise VolumeError(f"{src_spec}: expected a (..., Z, Y, X) volume, got shape {shape}")
+        lead = shape[:-3]
+        full_chunks = lead + tuple(min(c, n) for c, n in zip(chunks, shape[-3:]))
+        with atomic_path(path) as tmp:
+            if path.lower().endswith(".zarr"):
+                import zarr
+
+                if key:
+                    dst = zarr.open_group(tmp, mode="w").create_array(key, shape=shape, chunks=full_chunks,
+                                                                      dtype=dtype, fill_value=0)
+                else:
+                    dst = zarr.create_array(store=tmp, shape=shape, chunks=full_chunks, dtype=dtype, fill_value=0)
+                _copy(src, dst, full_chunks[-3])
+            elif path.lower().endswith(H5_EXTENSIONS):
+                import h5py
+
+                with h5py.File(tmp, "w") as f:
+                    dst = f.create_dataset(key or "main", shape=shape, dtype=dtype,
+                                           chunks=h5_chunks(shape, full_chunks[-3:]), compression="gzip",
+                                           compression_opts=1)
+                    _copy(src, dst, full_chunks[-3])
+            else:
+                raise VolumeError(f"can write .zarr or .h5 volumes, not {path}")
+    logger.info("%s -> %s: %s %s in chunks of %s", src_spec, dst_spec, shape, dtype, list(full_chunks))
+    return path
+
+
+def _copy(src, dst, slab):
+    lead = (slice(None),) * (len(src.shape) - 3)
+    depth = src.shape[-3]
+    for z in tqdm(range(0, depth, slab), unit="slab", desc="convert", disable=None):
+        index = lead + (slice(z, min(z + slab, depth)),)
+        dst[index] = np.asarray(src[index])

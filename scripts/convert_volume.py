@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Copy a volume to zarr or HDF5 with a given chunking (rechunk a zarr store, HDF5 maps -> zarr, ...).
+
+    python scripts/convert_volume.py probs.h5:main probs.zarr --chunks 64 512 512
+    python scripts/convert_volume.py instances.zarr instances.h5
+
+Memory: one slab of the chunk's z depth at a time. The output appears only when complete.
+"""
+import argparse
+import logging
+import os
+import sys
+
+try:
+    import connectomics  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from connectomics.utils.logging import setup_logging  # noqa: E402
+
+logger = logging.getLogger("convert_volume")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="file.h5[:key], store.zarr[:array], TIFF or JSON tiles")
+    parser.add_argument("output", help="out.zarr[:array] or out.h5[:key]")
+    parser.add_argument("--chunks", type=int, nargs=3, default=[64, 512, 512], metavar=("Z", "Y", "X"),
+                        help="output chunk (z, y, x); channels stay whole (default: 64 512 512)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    args = parser.parse_args(argv)
+    setup_logging()
+    from connectomics.data.convert import convert_volume
+    from connectomics.data.io import VolumeError
+
+    try:
+        convert_volume(args.input, args.output, args.chunks, args.overwrite)
+    except (VolumeError, FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
