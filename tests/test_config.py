@@ -70,6 +70,9 @@ def test_unknown_key_names_closest(tmp_path):
     (["POSTPROCESS.SEED_THRESHOLD", "230"], r"POSTPROCESS.SEED_THRESHOLD = 230.0.*fraction"),
     (["SOLVER.ITERATION_TOTAL", "0"], r"SOLVER.ITERATION_TOTAL = 0"),
     (["SOLVER.BASE_LR"], r"KEY VALUE pairs"),
+    (["SYSTEM.SCHEDULER", "locl"], r"SYSTEM.SCHEDULER = 'locl'.*'local' or a scheduler address"),
+    (["BLOCKWISE.HALO", "[1, -2, 3]"], r"BLOCKWISE.HALO.*non-negative"),
+    (["BLOCKWISE.BLOCK_SIZE", "[0, 64, 64]"], r"BLOCKWISE.BLOCK_SIZE.*positive"),
 ])
 def test_bad_values_name_key_and_value(opts, match):
     with pytest.raises(ConfigError, match=match):

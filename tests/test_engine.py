@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -132,9 +133,76 @@ def test_eval_iter_scores_two_checkpoints_and_skips_done(trained):
     assert len((out / "sum_results_map75.csv").read_text().strip().splitlines()) == 3
 
 
+def test_blockwise_inference_through_main_equals_the_single_process_run(trained, tmp_path):
+    """--scheduler inprocess: zarr maps in 4 x 2 x 2 blocks, post-processing in 2 x 2 x 2 blocks."""
+    from connectomics.data.io import read_volume
+
+    tmp, config, _ = trained
+    out = tmp_path / "blockwise"
+    result = run_main("--config-file", config, "--inference", "--scheduler", "inprocess", "--opts",
+                      "INFERENCE.OUTPUT_PATH", str(out), "INFERENCE.CHUNK_SIZE", "[4, 32, 32]",
+                      "BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]", "BLOCKWISE.HALO", "[16, 64, 64]", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = tmp / "outputs" / "Synthetic-BC" / "inference"
+    assert np.array_equal(read_volume(str(out / "probs.zarr")), read_volume(str(single / "probs.h5")))
+    assert np.array_equal(read_volume(str(out / "instances.h5")), read_volume(str(single / "instances.h5")))
+    assert "AP-75" in result.stdout and (out / "overlay.png").exists()
+    assert not [name for name in os.listdir(out) if name.startswith(".")]  # no partial stores, no work folders
+
+
+def test_blockwise_inference_on_two_workers_builds_the_model_once_per_worker(trained, tmp_path):
+    from connectomics.blockwise import connect, infer_blockwise
+    from connectomics.config import load_cfg
+    from connectomics.data.io import read_volume
+
+    tmp, config, _ = trained
+    cfg = load_cfg(config, ["INFERENCE.CHUNK_SIZE", "[4, 32, 32]", "SYSTEM.ROOT_DIR", str(tmp)])
+    checkpoint = str(tmp / "outputs" / "Synthetic-BC" / "checkpoint_000006.pth.tar")
+    out = str(tmp_path / "probs.zarr")
+    with connect("local", workers=2) as client:
+        _, results = infer_blockwise(cfg, checkpoint, cfg.INFERENCE.IMAGE_NAME, out, client)
+    assert len(results) == 16
+    loads = {}
+    for result in results.values():
+        loads[int(result["pid"])] = max(loads.get(int(result["pid"]), 0), int(result["loads"]))
+    assert set(loads.values()) == {1}  # each worker process built the model once, for all its blocks
+    single = tmp / "outputs" / "Synthetic-BC" / "inference" / "probs.h5"
+    assert np.array_equal(read_volume(out), read_volume(str(single)))
+
+
+def test_blockwise_inference_resumes_and_refuses_other_settings(trained, tmp_path):
+    from connectomics.blockwise import infer_blockwise
+    from connectomics.config import load_cfg
+    from connectomics.data.io import ResumeError, read_volume
+
+    tmp, config, _ = trained
+    cfg = load_cfg(config, ["INFERENCE.CHUNK_SIZE", "[4, 32, 32]", "SYSTEM.ROOT_DIR", str(tmp)])
+    checkpoint = str(tmp / "outputs" / "Synthetic-BC" / "checkpoint_000006.pth.tar")
+    out = str(tmp_path / "probs.zarr")
+
+    def killed(index, n_done, n_total):
+        if n_done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        infer_blockwise(cfg, checkpoint, cfg.INFERENCE.IMAGE_NAME, out, on_block_done=killed)
+    assert not os.path.exists(out)  # only the partial store exists
+    resumed = []
+    infer_blockwise(cfg, checkpoint, cfg.INFERENCE.IMAGE_NAME, out,
+                    on_block_done=lambda index, n, total: resumed.append(n))
+    assert resumed == list(range(6, 17))
+    single = tmp / "outputs" / "Synthetic-BC" / "inference" / "probs.h5"
+    assert np.array_equal(read_volume(out), read_volume(str(single)))
+    other = load_cfg(config, ["INFERENCE.CHUNK_SIZE", "[8, 32, 32]", "SYSTEM.ROOT_DIR", str(tmp)])
+    with pytest.raises(ResumeError, match="other settings.*chunk_size"):
+        infer_blockwise(other, checkpoint, other.INFERENCE.IMAGE_NAME, out)
+    infer_blockwise(other, checkpoint, other.INFERENCE.IMAGE_NAME, out, overwrite=True)
+    assert np.array_equal(read_volume(out), read_volume(str(single)))
+
+
 def test_help_lists_every_flag():
     result = run_main("--help", timeout=120)
-    for flag in ("--config-file", "--inference", "--checkpoint", "--opts", "--overwrite"):
+    for flag in ("--config-file", "--inference", "--checkpoint", "--opts", "--overwrite", "--scheduler"):
         assert flag in result.stdout
 
 

@@ -179,3 +179,20 @@ def test_bad_parameters(pair):
     ("instances.h5", None), ("00042.h5", 42)])
 def test_parse_iteration(name, iteration):
     assert parse_iteration(name) == iteration
+
+
+def test_zarr_prediction_and_ground_truth(pair, expected, tmp_path):
+    import zarr
+
+    gt, pred = pair
+    with h5py.File(tmp_path / "gt.h5", "w") as f:
+        f.create_dataset("label", data=gt)
+    zarr.create_array(store=str(tmp_path / "pred.zarr"), shape=pred.shape, chunks=(4, 32, 32),
+                      dtype=pred.dtype)[...] = pred
+    group = zarr.open_group(str(tmp_path / "both.zarr"), mode="w")
+    group.create_array("gt", shape=gt.shape, chunks=(8, 64, 64), dtype=gt.dtype)[...] = gt
+    assert same(evaluate_volumes(f"{tmp_path}/gt.h5:label", f"{tmp_path}/pred.zarr", crumb_size=500), expected)
+    assert same(evaluate_volumes(f"{tmp_path}/both.zarr:gt", f"{tmp_path}/pred.zarr", crumb_size=500,
+                                 max_slab_mib=0.05), expected)  # slabs of a few slices, whatever the chunks
+    with pytest.raises(VolumeError, match="no array 'nope'; it has: gt"):
+        evaluate_volumes(f"{tmp_path}/both.zarr:nope", f"{tmp_path}/pred.zarr")

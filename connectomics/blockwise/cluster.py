@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 
 from tqdm import tqdm
 
@@ -43,13 +44,17 @@ def check_scheduler(scheduler):
 
 
 def worker_setup(threads):
-    """Limit torch and BLAS threads in a worker process (called once per process)."""
+    """Limit the threads of a worker process: OpenMP / BLAS pools, and torch if it is loaded.
+
+    Post-processing workers never import torch (it would cost each of them
+    hundreds of MB); inference workers set torch's threads when they build the model.
+    """
+    os.environ["CONNECTOMICS_WORKER_THREADS"] = str(threads)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency; post-processing does not need it
-        return
-    if torch.get_num_threads() != threads:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
 

@@ -56,6 +56,11 @@ def worker_predictor(cfg_text, checkpoint, device):
         from connectomics.model import build_model
 
         _PREDICTORS.clear()  # one model per process
+        threads = int(os.environ.get("CONNECTOMICS_WORKER_THREADS", 0))
+        if threads:  # a Dask worker (see cluster.worker_setup)
+            import torch
+
+            torch.set_num_threads(threads)
         cfg = CfgNode.load_cfg(cfg_text)
         torch_device = _worker_device(device)
         model = build_model(cfg).to(torch_device)

@@ -77,8 +77,26 @@ def _h5_settings(path):
     return json.loads(text) if text is not None else None
 
 
+SUB_CHUNK = (16, 128, 128)  # target (z, y, x) of the chunks inside a block: halo reads decode little
+
+
+def sub_chunks(block, target=SUB_CHUNK):
+    """Chunks that tile ``block`` exactly: per axis the largest divisor of the block size <= target.
+
+    A block then writes whole chunks of its own (no two blocks share one),
+    while a neighbour reading a thin halo decodes only the chunks it touches.
+    Leading axes of ``block`` beyond (z, y, x) are kept whole.
+    """
+    block = tuple(int(b) for b in block)
+    lead, zyx = block[:-3], block[-3:]
+    return lead + tuple(max(d for d in range(1, min(b, t) + 1) if b % d == 0) for b, t in zip(zyx, target))
+
+
 def create_array(path, shape, chunks, dtype, settings, fill_value=0):
-    """Create (or reopen, if its settings match) a zarr array store at ``path``."""
+    """Create (or reopen, if its settings match) a zarr array store at ``path``.
+
+    ``chunks``: the block shape; the store's chunks are :func:`sub_chunks` of it.
+    """
     import zarr
 
     if os.path.exists(path):
@@ -86,7 +104,7 @@ def create_array(path, shape, chunks, dtype, settings, fill_value=0):
         if old == _normalise(settings):
             return zarr.open_array(path, mode="r+")
         remove(path)
-    array = zarr.create_array(store=path, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
+    array = zarr.create_array(store=path, shape=tuple(shape), chunks=sub_chunks(chunks), dtype=dtype,
                               fill_value=fill_value, compressors=_compressors(), overwrite=True)
     array.attrs[SETTINGS] = _normalise(settings)
     return array
