@@ -92,6 +92,7 @@ def make_maps(shape, block, workdir, workers, seed=0):
     from connectomics.blockwise.store import Markers, create_array, publish
     from connectomics.data.io import temporary_name
 
+    os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, f"maps_{'x'.join(map(str, shape))}_{seed}.zarr")
     settings = {"shape": list(shape), "block": list(block), "seed": seed, "generator": 1}
     if os.path.exists(path):

@@ -77,7 +77,7 @@ def _h5_settings(path):
     return json.loads(text) if text is not None else None
 
 
-SUB_CHUNK = (16, 128, 128)  # target (z, y, x) of the chunks inside a block: halo reads decode little
+SUB_CHUNK = (32, 256, 256)  # target (z, y, x) of the chunks inside a block: halo reads decode little
 
 
 def sub_chunks(block, target=SUB_CHUNK):
