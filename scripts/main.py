@@ -39,10 +39,10 @@ def get_parser():
     parser.add_argument("--checkpoint", metavar="PATH", default=None,
                         help="training: resume from this checkpoint (default: the newest checkpoint in "
                              "DATASET.OUTPUT_PATH); inference: the weights to use (default: the newest)")
-    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None, nargs="?", const="local",
                         help="inference: run blockwise on Dask (zarr maps, global instance ids): 'local' (a local "
-                             "cluster, one worker per core), 'inprocess', or a scheduler address tcp://host:port; "
-                             "overrides SYSTEM.SCHEDULER")
+                             "cluster, one worker per core; the default of a bare --scheduler), 'inprocess', or a "
+                             "scheduler address tcp://host:port; overrides SYSTEM.SCHEDULER")
     parser.add_argument("--overwrite", action="store_true",
                         help="inference: redo outputs that exist from a run with other settings")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",

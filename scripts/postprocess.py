@@ -35,8 +35,9 @@ def get_parser():
                         help="config whose POSTPROCESS section picks the decoder (default: the defaults)")
     parser.add_argument("-i", "--input", required=True, metavar="PROBS.h5[:key]", help="probability maps")
     parser.add_argument("-o", "--output", required=True, metavar="INSTANCES.h5[:key]", help="instance labels")
-    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                        help="run blockwise on Dask: 'local', 'inprocess' or tcp://host:port (SYSTEM.SCHEDULER)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None, nargs="?", const="local",
+                        help="run blockwise on Dask: 'local' (default of a bare --scheduler), 'inprocess' or "
+                             "tcp://host:port (SYSTEM.SCHEDULER)")
     parser.add_argument("--overwrite", action="store_true",
                         help="blockwise: replace an output or work folder from a run with other settings")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",

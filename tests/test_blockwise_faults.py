@@ -111,6 +111,28 @@ def test_two_worker_cluster_equals_single_machine(maps, client, tmp_path):
     assert not os.path.exists(tmp_path / ".instances.h5.blocks")  # work folder removed when done
 
 
+def test_scheduler_address_and_the_command_line(maps, client, tmp_path):
+    import subprocess
+    import sys
+
+    probs, path, reference = maps
+    out = str(tmp_path / "by_address.zarr")
+    with connect(client.scheduler.address) as remote:  # what a SLURM / Kubernetes user passes
+        run(path, out, client=remote)
+    assert np.array_equal(read_volume(out), reference)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "postprocess.py")
+    cli_out = str(tmp_path / "cli.h5")
+    done = subprocess.run([sys.executable, script, "--scheduler", client.scheduler.address, "-i", path, "-o", cli_out,
+                           "--opts", "BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]", "BLOCKWISE.HALO", str(list(SHAPE)),
+                           "POSTPROCESS.MIN_SIZE", "128"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert np.array_equal(read_volume(cli_out), reference)
+    done = subprocess.run([sys.executable, script, "--scheduler", "inprocess", "-i", path, "-o", cli_out,
+                           "--opts", "POSTPROCESS.DECODER", "watershed_agglomerate"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "no blockwise form" in done.stderr
+
+
 def test_worker_killed_mid_block_is_redone(maps, client, tmp_path):
     probs, path, reference = maps
     out = str(tmp_path / "instances.zarr")
