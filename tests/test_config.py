@@ -67,6 +67,7 @@ def test_unknown_key_names_closest(tmp_path):
       "MODEL.LOSS_OPTION", "[['WeightedBCE'],['WeightedBCE']]", "MODEL.LOSS_WEIGHT", "[[1.0],[1.0]]"],
      r"MODEL.OUT_PLANES = 3.*gives 2 channels"),
     (["MODEL.TARGET_OPT", "['0','4-2-1']"], r"MODEL.WEIGHT_OPT.*one entry per target"),
+    (["MODEL.WEIGHT_OPT", "[['2-x']]"], r"MODEL.WEIGHT_OPT.*unknown weight code '2-x'; valid: 0, 1, 2-G"),
     (["POSTPROCESS.SEED_THRESHOLD", "230"], r"POSTPROCESS.SEED_THRESHOLD = 230.0.*fraction"),
     (["SOLVER.ITERATION_TOTAL", "0"], r"SOLVER.ITERATION_TOTAL = 0"),
     (["SOLVER.BASE_LR"], r"KEY VALUE pairs"),
@@ -77,6 +78,11 @@ def test_unknown_key_names_closest(tmp_path):
 def test_bad_values_name_key_and_value(opts, match):
     with pytest.raises(ConfigError, match=match):
         load_cfg(None, opts)
+
+
+def test_contact_weight_codes_are_valid():
+    assert load_cfg(None, ["MODEL.WEIGHT_OPT", "[['2-10']]"]).MODEL.WEIGHT_OPT == [["2-10"]]
+    assert load_cfg(None, ["MODEL.WEIGHT_OPT", "[['2']]"]).MODEL.WEIGHT_OPT == [["2"]]
 
 
 def test_missing_config_file_and_bad_yaml(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from connectomics.data.targets import (
-    binary_ratio_weight, build_targets, build_weights, foreground, instance_contour, smooth_labels,
+    binary_ratio_weight, build_targets, build_weights, contact_weight, foreground, instance_contour, smooth_labels,
     widen_border,
 )
 
@@ -136,7 +136,7 @@ def test_unknown_target_code(code):
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="valid codes"):
-        build_weights([np.zeros((1, 1, 2, 2), np.float32)], [["2"]])
+        build_weights([np.zeros((1, 1, 2, 2), np.float32)], [["3"]])
     with pytest.raises(ValueError, match="one list of weight codes per target"):
         build_weights([np.zeros((1, 1, 2, 2), np.float32)], [["1"], ["1"]])
     with pytest.raises(TypeError, match="integer"):
@@ -155,3 +155,22 @@ def test_widen_border_slabs_match_per_slice():
     label = np.random.default_rng(3).integers(0, 3, size=(19, 5, 6)).astype(np.uint32)
     per_slice = np.concatenate([widen_border(label[z:z + 1], 1) for z in range(19)])
     np.testing.assert_array_equal(widen_border(label, 1), per_slice)
+
+
+def test_contact_weight_marks_only_near_touching_instances():
+    label = np.zeros((1, 12, 24), np.uint32)
+    label[:, 2:10, 1:5] = 1  # alone: 7 voxels from instance 2
+    label[:, 2:10, 12:16] = 2  # 2 and 3 separated by a 2-voxel gap (an eroded touching face)
+    label[:, 2:10, 18:22] = 3
+    w = contact_weight(label, gain=4.0, half_width=3)
+    assert w.shape == (1,) + label.shape and w.dtype == np.float32
+    assert set(np.unique(w)) == {1.0, 5.0}
+    assert (w[0, 0, :, :11] == 1).all()  # instance 1 has no neighbour within reach
+    assert (w[0, 0, 5, 15:19] == 5).all() and w[0, 0, 5, 14] == 1 and w[0, 0, 5, 19] == 1  # gap + 1 voxel
+    weights = build_weights(build_targets(label, ["0", "4-2-1"]), [["0"], ["2-4"]], label)
+    contour = build_targets(label, ["4-2-1"])[0]
+    np.testing.assert_allclose(weights[1], binary_ratio_weight(contour) * w)
+    with pytest.raises(ValueError, match="needs the instance label"):
+        build_weights([contour], [["2"]])
+    with pytest.raises(ValueError, match="valid codes"):
+        build_weights([contour], [["2-x"]], label)

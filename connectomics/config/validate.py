@@ -7,7 +7,8 @@ from connectomics.config.paths import split_names
 
 _TARGET_CHANNELS = {"0": 1, "4": 1}  # foreground, instance contour
 _LOSSES = ("WeightedBCE", "DiceLoss")
-_WEIGHTS = ("0", "1")
+_WEIGHTS = ("0", "1", "2-G")
+_WEIGHT_CODE = re.compile(r"[01]|2(-\d+(\.\d*)?)?")  # 2-G: contact emphasis with gain G
 
 
 def _fail(key, value, rule):
@@ -48,7 +49,7 @@ def _validate_model(m):
                 _fail("MODEL.LOSS_OPTION", m.LOSS_OPTION, f"unknown loss {name!r}; valid: {', '.join(_LOSSES)}")
     for codes in m.WEIGHT_OPT:
         for code in codes:
-            if str(code) not in _WEIGHTS:
+            if not _WEIGHT_CODE.fullmatch(str(code)):
                 _fail("MODEL.WEIGHT_OPT", m.WEIGHT_OPT, f"unknown weight code {code!r}; valid: {', '.join(_WEIGHTS)}")
     channels = sum(target_channels(t) for t in m.TARGET_OPT)
     if m.OUT_PLANES != channels:

@@ -139,7 +139,7 @@ class TrainingSamples(torch.utils.data.Dataset):
                     break
                 image, label = self._one(rng)
         targets = build_targets(label, self.target_opts)
-        weights = build_weights(targets, self.weight_opts)
+        weights = build_weights(targets, self.weight_opts, label)
         if self.label_smooth:
             targets = [smooth_labels(t, self.label_smooth) for t in targets]
         return np.ascontiguousarray(image[None], dtype=np.float32), targets, weights
