@@ -111,14 +111,21 @@ def make_maps(shape, block, workdir, workers, seed=0):
 
 
 def peak_rss():
-    """This process's peak RSS in bytes."""
+    """This process's peak RSS in bytes: VmHWM, which exec resets (``ru_maxrss`` of a child would
+    include the RSS of the parent it was forked from)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child_blockwise(maps, out, workers, block, halo):
     """In a child process: blockwise post-processing on a fresh local cluster; one JSON line."""
     from connectomics.blockwise import connect, postprocess_blockwise
+    from connectomics.data.io import remove_path
 
+    remove_path(out)  # a complete output from an earlier run would be reused, not measured
     with connect("local", workers=workers) as client:
         started = time.perf_counter()
         postprocess_blockwise(maps, out, "bc_watershed", PARAMS, client=client, block=block, halo=halo,

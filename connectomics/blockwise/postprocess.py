@@ -12,8 +12,9 @@ segment       watershed / growth over block + halo with global ids   global size
 export        final ids -> output zarr (parallel) or HDF5 (client)    rename into place
 ============  ======================================================  ==========================
 
-Peak memory per worker: about 15 B per voxel of a block plus its halo (maps,
-seed ids, the flood's bookkeeping), independent of the volume. Decoders:
+Peak memory per worker depends on the block plus its halo, never on the volume:
+0.42 GiB per worker process for 64 x 512 x 512 blocks with an 8 x 64 x 64 halo, at
+1.26 and at 2.52 G voxels (``benchmarks/bench_scale.py``). Decoders:
 ``bc_watershed``, ``binary_watershed``, ``bc_connected``, ``seed_agglomerate``
 (``watershed_agglomerate`` merges fragments globally with waterz and has no
 blockwise form). Small instances are removed by their global size
