@@ -166,7 +166,7 @@ def test_lost_scheduler_is_a_clear_error_and_the_run_resumes(maps, tmp_path):
 
     probs, path, reference = maps
     out = str(tmp_path / "instances.h5")
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     lost = Client(cluster)
 
     def close_after_some(index, n_done, n_total):

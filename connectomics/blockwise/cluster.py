@@ -75,7 +75,7 @@ def connect(scheduler, workers=0, threads_per_worker=1, timeout=30):
         n = int(workers) or os.cpu_count() or 1
         logger.info("starting a local Dask cluster: %d workers x %d threads", n, threads_per_worker)
         with LocalCluster(n_workers=n, threads_per_worker=int(threads_per_worker), processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:  # any free port
             client.run(worker_setup, int(threads_per_worker))
             yield client
         return
