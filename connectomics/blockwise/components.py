@@ -97,7 +97,10 @@ def face_pairs(index, seeds_path, grid, offsets, connectivity):
     """Stage 3 for one block: ``{'pairs': (P, 2) uint64}`` provisional ids that touch across its faces."""
     seeds = open_array(seeds_path)
     core = grid.box(index)
-    ext = grid.box(index, (1, 1, 1))
+    # backward neighbours lie one voxel below in z, and one voxel either side in y / x (26-conn. only)
+    after = 0 if connectivity == 6 else 1
+    ext = tuple((max(0, a - 1), min(n, b + (after if axis else 0)))
+                for axis, ((a, b), n) in enumerate(zip(core, grid.shape)))
     labels = read_provisional(seeds, grid, offsets, ext)
     origin = [a for a, _ in ext]
     found = []
