@@ -6,15 +6,16 @@
    ``cc3d.connected_components``; local ids 1..n_b go to a uint32 zarr store.
 2. Block b's local id i becomes the provisional id ``offset[b] + i``
    (offsets: the running sum of the n_b in raster block order).
-3. ``face_pairs``: each block reads its box plus one voxel, and lists the
-   pairs of provisional ids that touch across its faces (6-connectivity: the
-   three backward face neighbours; 26: the thirteen backward neighbours), so
-   every voxel adjacency that crosses a block face is seen exactly once.
+3. ``face_pairs``: each block reads its box plus the one-voxel layer its
+   backward neighbours lie in, and lists the pairs of provisional ids that
+   touch across its faces (6-connectivity: the three backward face
+   neighbours; 26: the thirteen backward neighbours), so every voxel
+   adjacency that crosses a block face is seen exactly once.
 4. ``resolve_ids``: a union-find over those pairs (``scipy.sparse.csgraph``)
    and a consecutive relabel give the lookup table provisional id -> global id
-   1..K, numbered in order of each component's first provisional id.
+   1..K, numbered in raster order of each component's first voxel.
 
-The result is the same partition as labelling the whole volume at once.
+The result is the same labelling, ids included, as ``cc3d`` on the whole volume.
 """
 import itertools
 
@@ -71,7 +72,7 @@ def first_voxels(labels, box, shape):
     grows[1:] = ids[1:] > np.maximum.accumulate(ids)[:-1]
     z, y, x = np.unravel_index(where[grows], labels.shape)
     origin = [a for a, _ in box]
-    first = np.zeros(len(ids[grows]) + 1, np.uint64)
+    first = np.zeros(len(z) + 1, np.uint64)
     first[1:] = np.ravel_multi_index((z + origin[0], y + origin[1], x + origin[2]), shape)
     return first
 

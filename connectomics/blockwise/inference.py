@@ -24,7 +24,7 @@ from connectomics.data.io import open_volume, temporary_name
 
 logger = logging.getLogger(__name__)
 
-_PREDICTORS = {}  # per process: (config text, checkpoint, device) -> (predictor, workspace)
+_PREDICTORS = {}  # per process: (config text, checkpoint, its mtime, device) -> (predictor, workspace)
 LOADS = {"count": 0}  # models built by this process (tests check: once per worker)
 
 
@@ -46,7 +46,7 @@ def _worker_device(device):
 
 def worker_predictor(cfg_text, checkpoint, device):
     """The predictor of this process for a config (YAML text) and checkpoint, built on first use."""
-    key = (cfg_text, checkpoint, device)
+    key = (cfg_text, checkpoint, os.stat(checkpoint).st_mtime_ns, device)  # a rewritten checkpoint reloads
     if key not in _PREDICTORS:
         from yacs.config import CfgNode
 
@@ -94,6 +94,7 @@ def infer_blockwise(cfg, checkpoint, input_spec, output_path, client=None, devic
     path, read by every worker; ``client``: ``distributed.Client`` or None (in
     this process). Returns ``(output_path, {block index: result})``.
     """
+    from connectomics.inference.predictor import check_volume
     from connectomics.inference.writer import run_settings
 
     if not output_path.lower().endswith(".zarr"):
@@ -102,8 +103,6 @@ def infer_blockwise(cfg, checkpoint, input_spec, output_path, client=None, devic
     checkpoint = os.path.abspath(checkpoint)
     predictor, _ = worker_predictor(cfg_text, checkpoint, str(device))
     with open_volume(input_spec) as volume:
-        from connectomics.inference.predictor import check_volume
-
         check_volume(volume, str(input_spec))
         shape = tuple(int(n) for n in volume.shape)
     tiling = predictor.tiling(shape, tuple(cfg.INFERENCE.CHUNK_SIZE), aligned=True)

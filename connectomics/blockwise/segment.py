@@ -12,6 +12,8 @@ Sizes are counted per block (``{'ids', 'counts'}``) and summed over the volume
 before small instances are removed (``relabel_table``): an instance cut by a
 block border is judged by its whole size, never by its parts.
 """
+import os
+
 import fastremap
 import numpy as np
 
@@ -23,14 +25,18 @@ from connectomics.postprocess.grow import grow_labels
 from connectomics.postprocess.maps import threshold_level
 from connectomics.postprocess.watershed import seeded_watershed
 
-_LUTS = {}  # per worker process: path -> memory-mapped lookup table
+_LUTS = {}  # per worker process: (path, mtime, size) -> memory-mapped lookup table
 
 
 def _lut(path):
-    if path not in _LUTS:
+    # keyed by the file's identity too: workers of a remote cluster outlive a run, and a
+    # rerun with --overwrite writes a new table under the same name
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _LUTS:
         _LUTS.clear()
-        _LUTS[path] = np.load(path, mmap_mode="r")
-    return _LUTS[path]
+        _LUTS[key] = np.load(path, mmap_mode="r")
+    return _LUTS[key]
 
 
 def global_seeds(seeds, grid, offsets, counts, lut, box):

@@ -78,11 +78,6 @@ def open_volume(spec):
         yield read_image_stack(path)
 
 
-def is_zarr(spec):
-    """True for a ``dir.zarr[:array]`` spec."""
-    return parse_spec(spec)[0].rstrip("/").lower().endswith(ZARR_EXTENSIONS)
-
-
 def open_zarr_array(path, key=None):
     """The zarr array at ``path`` (an array store) or ``path``'s member ``key`` (a group).
 
