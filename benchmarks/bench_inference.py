@@ -17,6 +17,8 @@ FILTERS if it exists, else a representative conv stack (the report says which).
 
     python benchmarks/bench_inference.py            # default sizes (a few minutes on 2 cores)
     python benchmarks/bench_inference.py --quick    # smoke run
+    python benchmarks/bench_inference.py --part throughput --devices cuda --filters 28 36 48 64 80 \
+        --volume 64 1024 1024 --chunk 64 512 512 --batch 16    # a GPU, the MitoEM model
 """
 import argparse
 import json
@@ -71,6 +73,9 @@ def build(window, filters=FILTERS):
     return torch.nn.Sequential(*layers), f"conv stack 3x(3x3x3 conv + ELU) {filters[:3]} + 1x1 conv to 2"
 
 
+TILE = 256  # larger inputs repeat a synthetic tile of this in-plane size (generating 10^7+ voxels takes a minute)
+
+
 def write_input(path, shape, seed=0, synthetic=True):
     """An uncompressed HDF5 input: the synthetic EM image if available (realistic output to compress)."""
     image = None
@@ -78,7 +83,10 @@ def write_input(path, shape, seed=0, synthetic=True):
         try:
             from connectomics.data.synthetic import make_synthetic_pair
 
-            image = make_synthetic_pair(shape, seed=seed)[0]
+            tile = (shape[0], min(shape[1], TILE), min(shape[2], TILE))
+            image = make_synthetic_pair(tile, seed=seed)[0]
+            reps = (1, -(-shape[1] // tile[1]), -(-shape[2] // tile[2]))
+            image = np.tile(image, reps)[:, :shape[1], :shape[2]]
         except ImportError:
             pass
     if image is None:
@@ -198,6 +206,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--part", choices=("all", "throughput", "memory"), default="all", help="what to measure")
+    parser.add_argument("--devices", choices=("all", "cpu", "cuda"), default="all",
+                        help="throughput on these devices (cuda: float32 and mixed precision)")
+    parser.add_argument("--filters", type=int, nargs=5, default=None,
+                        help=f"U-Net FILTERS (default {FILTERS}; the MitoEM model: 28 36 48 64 80)")
+    parser.add_argument("--volume", type=int, nargs=3, default=None, help="throughput volume (z, y, x)")
+    parser.add_argument("--chunk", type=int, nargs=3, default=None, help="output chunk (z, y, x)")
+    parser.add_argument("--batch", type=int, default=None, help="windows per forward pass")
     parser.add_argument("--size", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", default=None, help=argparse.SUPPRESS)
@@ -207,21 +222,25 @@ def main():
         torch.set_num_threads(args.threads)
     if args.child:
         return child_rss(args)
-    cfg = SIZES[args.size]
-    model, description = build(cfg["window"])
+    cfg = dict(SIZES[args.size])
+    for key in ("volume", "chunk", "batch"):
+        if getattr(args, key) is not None:
+            cfg[key] = tuple(getattr(args, key)) if key != "batch" else args.batch
+    model, description = build(cfg["window"], args.filters or FILTERS)
     print(f"model: {description}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"window {cfg['window']} stride {cfg['stride']} pad {cfg['pad']} chunk {cfg['chunk']} "
           f"batch {cfg['batch']} volume {cfg['volume']}; medians of {cfg['repeats']}; target overhead < 15%")
     if args.part != "memory":
-        measure_throughput(cfg, model)
+        measure_throughput(cfg, model, args.devices)
     if args.part != "throughput":
         measure_memory(args.size, cfg)
 
 
-def measure_throughput(cfg, model):
+def measure_throughput(cfg, model, devices="all"):
     with tempfile.TemporaryDirectory() as tmp:
-        report("CPU, TTA off", throughput(cfg, model, torch.device("cpu"), tmp))
-        if torch.cuda.is_available():
+        if devices != "cuda":
+            report("CPU, TTA off", throughput(cfg, model, torch.device("cpu"), tmp))
+        if devices != "cpu" and torch.cuda.is_available():
             model.to("cuda")
             for amp in (False, True):
                 report(f"CUDA, TTA off, amp={amp}", throughput(cfg, model, torch.device("cuda"), tmp, amp=amp))

@@ -7,7 +7,8 @@
 Builds the config's model, loss and optimizer and times forward + backward + step on random
 batches at a small window (median of ``--steps``), then times the real data loader (synthetic
 volume, the config's full augmentation, targets, weights) with ``--workers`` worker processes.
-Prints both rates and the ratio loader samples/s / (step rate x batch); the loader keeps up when
+On CUDA the step rate is measured in float32 and with mixed precision (the faster one is what
+the loader must feed). Prints both rates and the ratio loader samples/s / (step rate x batch); the loader keeps up when
 the ratio is >= 2.
 """
 import argparse
@@ -24,7 +25,7 @@ import torch  # noqa: E402
 from connectomics.config import load_cfg  # noqa: E402
 
 
-def step_rate(cfg, batch, steps, device):
+def step_rate(cfg, batch, steps, device, amp=False):
     from connectomics.engine.solver import build_optimizer
     from connectomics.losses import build_criterion
     from connectomics.model import build_model
@@ -35,12 +36,16 @@ def step_rate(cfg, batch, steps, device):
     image = torch.rand(batch, 1, z, y, x, device=device)
     targets = [(torch.rand(batch, 1, z, y, x, device=device) > 0.8).float() for _ in cfg.MODEL.TARGET_OPT]
     weights = [torch.ones_like(t) for t in targets]
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     times = []
     for i in range(steps + 1):
         start = time.perf_counter()
-        loss, _ = criterion(model(image), targets, weights)
-        loss.backward()
-        optimizer.step()
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+            logits = model(image)
+        loss, _ = criterion(logits.float(), targets, weights)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -85,10 +90,18 @@ def main():
     ensure_synthetic(cfg)
     cfg.freeze()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as in training: fixed window, fastest kernels
     rate, params = step_rate(cfg, args.batch, args.steps, device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     print(f"model {cfg.MODEL.ARCHITECTURE} {list(cfg.MODEL.FILTERS)} ({params:,} parameters), "
-          f"window {args.window}, batch {args.batch}, {device}")
+          f"window {args.window}, batch {args.batch}, {device} ({name})")
     print(f"  training steps/s            {rate:8.3f}   ({rate * args.batch:.2f} samples/s)")
+    if device.type == "cuda":  # mixed precision (SOLVER.AMP), the GPU default worth having
+        amp_rate, _ = step_rate(cfg, args.batch, args.steps, device, amp=True)
+        print(f"  training steps/s, AMP       {amp_rate:8.3f}   ({amp_rate * args.batch:.2f} samples/s, "
+              f"x{amp_rate / rate:.2f} vs float32)")
+        rate = max(rate, amp_rate)
     samples = loader_rate(cfg, args.batch, args.workers, args.loader_batches)
     print(f"  loader samples/s ({args.workers} workers) {samples:8.2f}   (full augmentation, targets, weights)")
     print(f"  ratio loader / model        {samples / (rate * args.batch):8.2f}   (>= 2: the loader keeps up)")

@@ -116,6 +116,8 @@ def run_training(cfg, checkpoint=None):
     folder = cfg.DATASET.OUTPUT_PATH
     torch.manual_seed(cfg.SYSTEM.SEED)
     device = init_distributed(select_device(cfg))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one window size: let cuDNN pick its fastest kernels
     model = build_model(cfg).to(device)
     criterion = build_criterion(cfg)
     optimizer = build_optimizer(cfg, model)

@@ -70,6 +70,8 @@ class Predictor:
         self.chunk_size = None if chunk_size is None else tuple(int(c) for c in chunk_size)
         self.eval_mode = bool(eval_mode)
         self.weights = torch.from_numpy(blending_weights(self.window, blending)).to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # every forward has the window's shape
 
     def tiling(self, volume_shape, chunk_size=None, aligned=False):
         """The :class:`Tiling` of a (Z, Y, X) volume; ``chunk_size`` None -> ``self.chunk_size``.
