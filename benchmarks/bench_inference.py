@@ -240,7 +240,9 @@ def measure_throughput(cfg, model, devices="all"):
     with tempfile.TemporaryDirectory() as tmp:
         if devices != "cuda":
             report("CPU, TTA off", throughput(cfg, model, torch.device("cpu"), tmp))
-        if devices != "cpu" and torch.cuda.is_available():
+        if devices != "cpu" and not torch.cuda.is_available():
+            print("CUDA: no CUDA device here, GPU throughput skipped")
+        elif devices != "cpu":
             model.to("cuda")
             for amp in (False, True):
                 report(f"CUDA, TTA off, amp={amp}", throughput(cfg, model, torch.device("cuda"), tmp, amp=amp))
