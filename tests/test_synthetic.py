@@ -11,7 +11,7 @@ from connectomics.data.io import read_volume, write_volume
 from connectomics.data.synthetic import (
     ensure_synthetic, keep_largest_parts, make_synthetic_pair, renumber, save_overlay_png, save_preview_png,
     size_statistics, write_synthetic_pair)
-from connectomics.data.synthetic_shapes import smooth_field
+from connectomics.data.synthetic_fields import smooth_field
 
 SMALL = (16, 64, 64)
 

@@ -12,7 +12,8 @@ import logging
 import numpy as np
 from scipy import ndimage as ndi
 
-from connectomics.data.synthetic_shapes import ANISOTROPY, SEED_MARGIN, resample_axis, smooth_field
+from connectomics.data.synthetic_fields import resample_axis, smooth_field
+from connectomics.data.synthetic_shapes import ANISOTROPY, SEED_MARGIN
 
 logger = logging.getLogger(__name__)
 
