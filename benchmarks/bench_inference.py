@@ -18,7 +18,7 @@ FILTERS if it exists, else a representative conv stack (the report says which).
     python benchmarks/bench_inference.py            # default sizes (a few minutes on 2 cores)
     python benchmarks/bench_inference.py --quick    # smoke run
     python benchmarks/bench_inference.py --part throughput --devices cuda --filters 28 36 48 64 80 \
-        --volume 64 1024 1024 --chunk 64 512 512 --batch 16    # a GPU, the MitoEM model
+        --volume 32 1024 1024 --chunk 32 512 512 --batch 16    # a GPU, the MitoEM model
 """
 import argparse
 import json
@@ -223,9 +223,11 @@ def main():
     if args.child:
         return child_rss(args)
     cfg = dict(SIZES[args.size])
-    for key in ("volume", "chunk", "batch"):
+    for key in ("volume", "chunk"):
         if getattr(args, key) is not None:
-            cfg[key] = tuple(getattr(args, key)) if key != "batch" else args.batch
+            cfg[key] = tuple(getattr(args, key))
+    if args.batch is not None:
+        cfg["batch"] = args.batch
     model, description = build(cfg["window"], args.filters or FILTERS)
     print(f"model: {description}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"window {cfg['window']} stride {cfg['stride']} pad {cfg['pad']} chunk {cfg['chunk']} "

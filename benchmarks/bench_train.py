@@ -8,8 +8,8 @@ Builds the config's model, loss and optimizer and times forward + backward + ste
 batches at a small window (median of ``--steps``), then times the real data loader (synthetic
 volume, the config's full augmentation, targets, weights) with ``--workers`` worker processes.
 On CUDA the step rate is measured in float32 and with mixed precision (the faster one is what
-the loader must feed). Prints both rates and the ratio loader samples/s / (step rate x batch); the loader keeps up when
-the ratio is >= 2.
+the loader must feed). Prints both rates and the ratio loader samples/s / (step rate x batch);
+the loader keeps up when the ratio is >= 2.
 """
 import argparse
 import os

@@ -45,7 +45,9 @@ class Predictor:
     the model itself is not modified). ``chunk_size``: default output chunk (z, y,
     x) or None (whole volume). ``eval_mode``: run the model in eval mode (the
     previous mode is restored after each chunk; False uses batch statistics and,
-    as torch does in train mode, updates the running statistics).
+    as torch does in train mode, updates the running statistics). On CUDA it turns on
+    cuDNN autotuning (``torch.backends.cudnn.benchmark``, process-wide): every forward
+    has the window's shape.
     """
 
     def __init__(self, model, window, stride, pad, blending="gaussian", aug_num=0, aug_mode="mean",
@@ -71,7 +73,7 @@ class Predictor:
         self.eval_mode = bool(eval_mode)
         self.weights = torch.from_numpy(blending_weights(self.window, blending)).to(self.device)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # every forward has the window's shape
+            torch.backends.cudnn.benchmark = True
 
     def tiling(self, volume_shape, chunk_size=None, aligned=False):
         """The :class:`Tiling` of a (Z, Y, X) volume; ``chunk_size`` None -> ``self.chunk_size``.
