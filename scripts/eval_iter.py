@@ -16,7 +16,7 @@ try:
 except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.config import ConfigError, load_cfg, save_cfg  # noqa: E402
+from connectomics.config import ConfigError, check_input_files, load_cfg, save_cfg  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("eval_iter")
@@ -52,18 +52,24 @@ def main(argv=None):
     except ConfigError as err:
         logger.error("%s", err)
         return 2
+    from connectomics.engine.errors import USER_ERRORS
     from connectomics.engine.evaluate_checkpoints import evaluate_checkpoints
 
     if not cfg.EVAL.GT_NAME:
         logger.error("no ground truth: pass --gt GT.h5 or set EVAL.GT_NAME")
+        return 2
+    try:  # before any checkpoint is run: a missing image or GT would fail only after the first inference
+        check_input_files(cfg, "test")
+    except FileNotFoundError as err:
+        logger.error("%s", err)
         return 2
     setup_logging(cfg.INFERENCE.OUTPUT_PATH)
     save_cfg(cfg, cfg.INFERENCE.OUTPUT_PATH)
     folder = os.path.abspath(args.checkpoints) if args.checkpoints else cfg.DATASET.OUTPUT_PATH
     try:
         evaluate_checkpoints(cfg, folder, args.first, args.last)
-    except FileNotFoundError as err:
-        logger.error("%s", err)
+    except USER_ERRORS + (ValueError,) as err:  # no checkpoint in range, other settings, a malformed CSV ...
+        logger.error("%s: %s", type(err).__name__, err)
         return 2
     return 0
 

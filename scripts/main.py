@@ -61,12 +61,17 @@ def main(argv=None):
         return 2
     mode = "test" if args.inference else "train"
     out = cfg.INFERENCE.OUTPUT_PATH if args.inference else cfg.DATASET.OUTPUT_PATH
-    setup_logging(out)
+    log = cfg.MONITOR.LOG_OPT  # [console, tensorboard, log.txt]
+    setup_logging(out if log[2] else None, console=bool(log[0]))
     main_process = int(os.environ.get("RANK", 0)) == 0  # torchrun: one process prepares, all train
     if cfg.DATASET.SYNTHETIC.ENABLED and main_process:
         from connectomics.data.synthetic import ensure_synthetic
 
-        ensure_synthetic(cfg)
+        try:
+            ensure_synthetic(cfg)
+        except (ValueError, FileExistsError) as err:  # a bad SYNTHETIC key or a volume it would overwrite
+            logger.error("%s", err)
+            return 2
     cfg.freeze()
     try:
         wait = 0 if main_process else 600  # other ranks wait for the files rank 0 generates

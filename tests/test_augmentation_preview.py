@@ -52,3 +52,10 @@ def test_training_pair_checks_shapes(tmp_path):
         training_pair(f"{path}:image", f"{path}:label", (2, 4, 4), np.random.default_rng(0))
     image, label = training_pair(f"{path}:image", f"{path}:image", (6, 10, 4), np.random.default_rng(0))
     assert image.shape == label.shape == (6, 10, 4) and image.dtype == np.float32
+
+
+def test_config_typo_exits_cleanly(tmp_path, capsys):
+    main = runpy.run_path(SCRIPT, run_name="show_augmentation")["main"]
+    out = tmp_path / "aug.png"
+    assert main(["--out", str(out), "-n", "1", "--opts", "AUGMENTOR.ROTAT.P", "1"]) == 2
+    assert not out.exists()

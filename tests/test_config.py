@@ -74,6 +74,25 @@ def test_unknown_key_names_closest(tmp_path):
     (["SYSTEM.SCHEDULER", "locl"], r"SYSTEM.SCHEDULER = 'locl'.*'local' or a scheduler address"),
     (["BLOCKWISE.HALO", "[1, -2, 3]"], r"BLOCKWISE.HALO.*non-negative"),
     (["BLOCKWISE.BLOCK_SIZE", "[0, 64, 64]"], r"BLOCKWISE.BLOCK_SIZE.*positive"),
+    # names the model needs: refused when the config loads, before any data is generated or read
+    (["MODEL.ARCHITECTURE", "unet3d"], r"MODEL.ARCHITECTURE = 'unet3d'.*rsunet, unet_residual_3d"),
+    (["MODEL.NORM_MODE", "batch"], r"MODEL.NORM_MODE = 'batch'.*bn"),
+    (["MODEL.ACT_MODE", "gelu"], r"MODEL.ACT_MODE = 'gelu'.*elu"),
+    (["MONITOR.ITERATION_NUM", "[0, 50]"], r"MONITOR.ITERATION_NUM = \[0, 50\].*positive"),
+    (["SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "nrm"], r"CLIP_TYPE = 'nrm': must be value or norm"),
+    (["SOLVER.WARMUP_METHOD", "lin"], r"SOLVER.WARMUP_METHOD = 'lin': must be linear or constant"),
+    (["DATASET.VAL_IMAGE_NAME", "val.h5"], r"DATASET.VAL_LABEL_NAME = ''.*ground truth"),
+    (["DATASET.DATA_SCALE", "[1, 0.5]"], r"DATASET.DATA_SCALE = \[1, 0.5\].*three positive"),
+    (["DATASET.IMAGE_NAME", "a.h5@b.h5", "DATASET.LABEL_NAME", "c.h5@d.h5", "DATASET.VALID_MASK_NAME", "m.h5"],
+     r"DATASET.VALID_MASK_NAME.*one mask per image \(2 images\)"),
+    (["DATASET.DO_CHUNK_TITLE", "1", "DATASET.DATA_CHUNK_ITER", "0"], r"DATASET.DATA_CHUNK_ITER = 0"),
+    (["DATASET.DO_CHUNK_TITLE", "1", "DATASET.DATA_CHUNK_NUM", "[1, 2, 2]", "DATASET.DATA_CHUNK_NUM_IND", "[4]"],
+     r"DATASET.DATA_CHUNK_NUM_IND = \[4\].*0..3"),
+    (["EVAL.CHUNK_SLICES", "0"], r"EVAL.CHUNK_SLICES = 0.*>= 1"),
+    (["DATASET.DO_2D", "True"], r"DATASET.DO_2D = True.*z = 1"),
+    (["EVAL.CRUMB_SIZE", "-1"], r"EVAL.CRUMB_SIZE = -1"),
+    (["AUGMENTOR.ROTATE.P", "2.0"], r"AUGMENTOR.ROTATE.P = 2.0.*probability"),
+    (["AUGMENTOR.CUTNOISE.P", "-0.5"], r"AUGMENTOR.CUTNOISE.P = -0.5"),
 ])
 def test_bad_values_name_key_and_value(opts, match):
     with pytest.raises(ConfigError, match=match):
@@ -126,3 +145,15 @@ def test_string_opt_stays_string():
     cfg = get_cfg_defaults()
     merge_opts(cfg, ["DATASET.IMAGE_NAME", "123"])
     assert cfg.DATASET.IMAGE_NAME == "123"
+
+
+def test_model_names_checked_at_load_match_the_model_package():
+    """validate.MODEL_NAMES (spelled out so that loading a config imports no torch) must not drift."""
+    from connectomics.config.validate import MODEL_NAMES
+    from connectomics.model.blocks import ACTIVATIONS, NORMS, PAD_MODES
+    from connectomics.model.registry import MODEL_REGISTRY
+
+    assert set(MODEL_NAMES["ARCHITECTURE"]) == set(MODEL_REGISTRY)
+    assert set(MODEL_NAMES["NORM_MODE"]) == set(NORMS)
+    assert set(MODEL_NAMES["ACT_MODE"]) == set(ACTIVATIONS)
+    assert set(MODEL_NAMES["PAD_MODE"]) == set(PAD_MODES)

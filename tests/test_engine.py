@@ -131,6 +131,12 @@ def test_eval_iter_scores_two_checkpoints_and_skips_done(trained):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "already scored" in again.stderr
     assert len((out / "sum_results_map75.csv").read_text().strip().splitlines()) == 3
+    # other thresholds: the old table is moved aside and both checkpoints are scored again
+    other = subprocess.run(cmd + ["--opts", "POSTPROCESS.SEED_THRESHOLD", "0.6"], capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert other.returncode == 0 and "other settings (POSTPROCESS.SEED_THRESHOLD" in other.stderr, other.stderr[-3000:]
+    assert (out / "sum_results_map75.stale-1.csv").read_text() == "\n".join(rows) + "\n"
+    assert [r.split(",")[0] for r in (out / "sum_results_map75.csv").read_text().splitlines()[1:]] == ["3", "6"]
 
 
 def test_blockwise_inference_through_main_equals_the_single_process_run(trained, tmp_path):
@@ -209,3 +215,15 @@ def test_help_lists_every_flag():
 def test_config_error_exits_cleanly(tmp_path):
     result = run_main("--opts", "SOLVER.BASE_LRR", "0.1", timeout=120)
     assert result.returncode == 2 and "did you mean SOLVER.BASE_LR" in result.stderr
+
+
+def test_synthetic_data_error_exits_cleanly(tmp_path):
+    """A label the user made, whose image is missing: synthetic data would overwrite it, so main refuses, cleanly."""
+    from connectomics.data.io import write_volume
+
+    label = str(tmp_path / "label.h5")
+    write_volume(label, np.zeros((16, 64, 64), np.uint32))
+    result = run_main("--config-file", tiny_config(tmp_path), "--opts", "DATASET.IMAGE_NAME",
+                      str(tmp_path / "image.h5"), "DATASET.LABEL_NAME", label, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "label.h5 exists but its partner is missing" in result.stderr

@@ -162,6 +162,28 @@ def test_float_input_equals_uint8_input(volume):
     assert np.array_equal(a, b)
 
 
+def test_float_input_outside_0_1_is_refused(volume):
+    """A float image stored as 0..255 must not reach the model unscaled (maps of garbage)."""
+    from connectomics.data.io import VolumeError
+
+    predictor = Predictor(RampModel(), window=(4, 16, 16), stride=(4, 16, 16), pad=(0, 0, 0))
+    with pytest.raises(VolumeError, match=r"must lie in \[0, 1\], found values in \[0, 255\]"):
+        predict_volume(predictor, volume.astype(np.float32))
+    nan = volume.astype(np.float32) / 255
+    nan[3, 4, 5] = np.nan
+    with pytest.raises(VolumeError, match="must lie in"):
+        predict_volume(predictor, nan)
+
+
+def test_unsupported_dtype_is_a_volume_error():
+    """main.py prints VolumeError without a traceback (engine.errors.USER_ERRORS)."""
+    from connectomics.engine.errors import USER_ERRORS
+
+    predictor = Predictor(torch.nn.Identity(), (2, 8, 8), (2, 8, 8), (0, 0, 0))
+    with pytest.raises(USER_ERRORS, match="got dtype uint16"):
+        predict_volume(predictor, np.zeros((2, 8, 8), np.uint16))
+
+
 def test_model_mode_is_restored_and_eval_used():
     seen = []
 

@@ -69,13 +69,18 @@ def test_killed_run_resumes_at_the_first_unfinished_chunk(tmp_path, model, input
         infer_volume_to_file(predictor, input_file, out, CHUNK, compression="lzf", on_chunk_done=_stop_after(3))
     assert not out.exists() and os.path.exists(temporary_name(out))
     with h5py.File(temporary_name(out), "r") as f:
-        assert int(f["done"][...].sum()) == 3
+        done = f["done"][...].astype(bool)
+    tiling = predictor.tiling((11, 37, 30), CHUNK)
+    # writes run one chunk behind on a thread: the chunks after the 3rd may be on disk too, but always
+    # a prefix of the chunk order, and every chunk marked done holds its final values (checked below)
+    n = int(done.sum())
+    assert 3 <= n < tiling.num_chunks
+    assert [bool(done[i]) for i in tiling.chunk_indices()] == [True] * n + [False] * (tiling.num_chunks - n)
     seen = []
     infer_volume_to_file(predictor, input_file, out, CHUNK, compression="lzf",
                          on_chunk_done=lambda chunk, n, total: seen.append((chunk.index, n, total)))
-    total = predictor.tiling((11, 37, 30), CHUNK).num_chunks
-    assert [n for _, n, _ in seen] == list(range(4, total + 1))
-    assert seen[0][0] == predictor.tiling((11, 37, 30), CHUNK).chunk_indices()[3]
+    assert [k for _, k, _ in seen] == list(range(n + 1, tiling.num_chunks + 1))
+    assert seen[0][0] == tiling.chunk_indices()[n]
     with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
         assert np.array_equal(a["main"][...], b["main"][...])
     assert not os.path.exists(temporary_name(out))
@@ -110,6 +115,16 @@ def test_complete_output_is_reused_or_refused(tmp_path, model, input_file):
     torch.manual_seed(5)
     with pytest.raises(ResumeError, match=f"{out} exists and was made with other settings.*model"):
         infer_volume_to_file(Predictor(torch.nn.Conv3d(1, 2, 3, padding=1), **KW), input_file, out, CHUNK)
+
+
+def test_output_made_in_eval_mode_is_not_reused_with_batch_statistics(tmp_path, input_file):
+    """INFERENCE.DO_EVAL False (batch statistics) changes every value: the eval-mode file is refused."""
+    torch.manual_seed(3)
+    bn_model = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.BatchNorm3d(2))
+    out = tmp_path / "probs.h5"
+    infer_volume_to_file(Predictor(bn_model, **KW), input_file, out, CHUNK)
+    with pytest.raises(ResumeError, match=r"eval_mode: None -> False.*--overwrite"):
+        infer_volume_to_file(Predictor(bn_model, **KW, eval_mode=False), input_file, out, CHUNK)
 
 
 def test_unreadable_partial_file_is_restarted(tmp_path, model, volume, input_file, caplog):
@@ -191,3 +206,59 @@ def test_final_name_holding_something_else_is_refused(tmp_path, model, input_fil
     infer_volume_to_file(Predictor(model, **KW), input_file, out, CHUNK, overwrite=True)
     with h5py.File(out, "r") as f:
         assert f["main"].shape == (2, 11, 37, 30)
+
+
+def test_float_input_outside_0_1_names_the_file(tmp_path, model, volume):
+    from connectomics.data.io import VolumeError
+
+    path = tmp_path / "float255.h5"
+    with h5py.File(path, "w") as f:
+        f["raw"] = volume.astype(np.float32)  # 0..255 stored as float: not a [0, 1] image
+    with pytest.raises(VolumeError, match=r"float255.h5:raw: float inference input must lie in \[0, 1\]"):
+        infer_volume_to_file(Predictor(model, **KW), f"{path}:raw", tmp_path / "probs.h5", CHUNK)
+    assert not (tmp_path / "probs.h5").exists()
+
+
+class _FailsAtChunk(Predictor):
+    """A Predictor whose ``k``-th chunk (1-based) raises Stop, as a crash mid-volume would."""
+
+    def __init__(self, k, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.k, self.calls = k, 0
+
+    def predict_chunk(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.k:
+            raise Stop
+        return super().predict_chunk(*args, **kwargs)
+
+
+def test_crash_while_a_chunk_is_being_written_keeps_the_written_chunks(tmp_path, model, input_file):
+    # the forward of a later chunk fails while the background writer may still be writing an
+    # earlier one: the run stops cleanly (no hang), and a rerun completes to the reference values
+    predictor = Predictor(model, **KW)
+    out = tmp_path / "probs.h5"
+    with pytest.raises(Stop):
+        infer_volume_to_file(_FailsAtChunk(3, model, **KW), input_file, out, CHUNK)
+    with h5py.File(temporary_name(out), "r") as f:
+        assert int(f["done"][...].sum()) == 2  # both finished chunks reached the disk before the error surfaced
+    infer_volume_to_file(predictor, input_file, out, CHUNK)
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["main"][...], predict_volume(predictor, _read(input_file)))
+
+
+def test_writer_thread_errors_reach_the_caller(tmp_path):
+    from connectomics.inference.writer import ChunkWriter
+    from connectomics.inference.tiling import Tiling
+
+    tiling = Tiling((4, 8, 8), (4, 8, 8), (4, 8, 8), (0, 0, 0), (4, 8, 8))
+    chunk = tiling.chunk(tiling.chunk_indices()[0])
+    with h5py.File(tmp_path / "partial.h5", "w") as f:
+        f.create_dataset("done", data=np.zeros(tiling.grid_shape, np.uint8))
+        writer = ChunkWriter(f, tiling.volume_shape, "lzf")
+        writer.submit(np.zeros((2, 4, 8, 8), np.uint8), chunk)
+        writer.submit(np.zeros((3, 4, 8, 8), np.uint8), chunk)  # other channel count: the thread fails
+        with pytest.raises(ResumeError, match="2 channels, the model gives 3"):
+            writer.close()
+        writer.abort()  # cleanup after the error raises nothing
+        assert int(f["done"][...].sum()) == 1

@@ -84,16 +84,18 @@ def test_tuning_a_merge_threshold(small_scene):
     assert {p["merge_threshold"] for p, _ in result.trials} == {0.0, 0.5}
 
 
-def test_script_end_to_end(small_scene, tmp_path):
-    evaluation = pytest.importorskip("connectomics.evaluation")
-    if not hasattr(evaluation, "evaluate_volumes"):
-        pytest.skip("connectomics.evaluation.evaluate_volumes not available yet")
+def _write_scene(small_scene, tmp_path):
+    """The scene's maps and labels as probs.h5 / gt.h5 (dataset 'main'); returns both paths."""
     labels, maps = small_scene
     probs, gt = str(tmp_path / "probs.h5"), str(tmp_path / "gt.h5")
-    with h5py.File(probs, "w") as f:
-        f.create_dataset("main", data=maps)
-    with h5py.File(gt, "w") as f:
-        f.create_dataset("main", data=labels)
+    for path, data in ((probs, maps), (gt, labels)):
+        with h5py.File(path, "w") as f:
+            f.create_dataset("main", data=data)
+    return probs, gt
+
+
+def test_script_end_to_end(small_scene, tmp_path):
+    probs, gt = _write_scene(small_scene, tmp_path)
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "tune_postprocess.py"), "-i", probs, "-gt", gt,
            "--max-evals", "5", "--output-dir", str(tmp_path / "tune"),
            "--opts", "POSTPROCESS.TUNE.SEED_THRESHOLDS", "[0.85, 0.9]",
@@ -104,3 +106,12 @@ def test_script_end_to_end(small_scene, tmp_path):
     assert (tmp_path / "tune" / "tune_heatmap.png").exists()
     snippet = yaml.safe_load((tmp_path / "tune" / "tune_best.yaml").read_text())
     assert snippet["POSTPROCESS"]["SEED_THRESHOLD"] in (0.85, 0.9)
+
+
+def test_run_tuning_max_evals_zero_is_refused_not_the_default(small_scene, tmp_path):
+    """--max-evals 0 must not silently run POSTPROCESS.TUNE.MAX_EVALS (80) decodes."""
+    from connectomics.postprocess.tuning import run_tuning
+
+    probs, gt = _write_scene(small_scene, tmp_path)
+    with pytest.raises(ValueError, match="max_evals = 0"):
+        run_tuning(load_cfg(None, []), probs, gt, str(tmp_path / "tune"), max_evals=0)

@@ -1,4 +1,6 @@
 """Training windows, chunk geometry and the training-sample dataset."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -50,8 +52,30 @@ def test_valid_mask_rejects_unlabelled_windows():
 
 def test_window_larger_than_volume_is_an_error():
     image, label = blobs((4, 16, 16))
-    with pytest.raises(ValueError, match="smaller than the sampled window"):
+    # a VolumeError: scripts/main.py reports it as a user error, without a traceback
+    with pytest.raises(VolumeError, match="smaller than the sampled window"):
         WindowSampler([image], [label], (8, 16, 16))
+
+
+@pytest.mark.parametrize("chunk", [None, ((1, 1, 1), 0, True)])
+def test_bad_training_volumes_are_named_before_padding(tmp_path, chunk):
+    image, label = blobs((12, 40, 40))
+    path = str(tmp_path / "v.h5")
+    write_volume(path + ":image", image)
+    write_volume(path + ":narrow", label[:, :32])
+    write_volume(path + ":flat", image[0])
+    write_volume(path + ":two", np.stack([image, image]))
+    load = functools.partial(load_training_volumes, pad=(2, 4, 4), chunk=chunk)
+    # the stored shapes, not the padded ones (16, 48, 48) / (16, 40, 48)
+    with pytest.raises(VolumeError, match=r"image .*:image has shape \(12, 40, 40\) but label .*:narrow has \(12, 32, 40\)"):
+        load([path + ":image"], [path + ":narrow"])
+    with pytest.raises(VolumeError, match=r":narrow has shape \(12, 32, 40\) but label .*:image has \(12, 40, 40\)"):
+        load([path + ":narrow"], [path + ":image"])
+    # wrong number of dimensions: named as such (not a NumPy broadcast error or a padding complaint)
+    with pytest.raises(VolumeError, match=r"image .*:flat: expected a 3D \(Z, Y, X\) volume, got shape \(40, 40\)"):
+        load([path + ":flat"], [path + ":flat"])
+    with pytest.raises(VolumeError, match=r"got shape \(2, 12, 40, 40\)"):
+        load([path + ":two"], [path + ":two"])
 
 
 def test_prepare_label_relabels_and_checks():

@@ -191,3 +191,15 @@ def test_ensure_synthetic_bad_shape_and_shared_dataset(tmp_path):
     spec = str(tmp_path / "both.h5")
     with pytest.raises(ValueError, match="share one dataset"):
         write_synthetic_pair(spec, spec + ":main", SMALL, 0)
+
+
+def test_blank_image_name_turns_a_pair_off(tmp_path):
+    """``--opts DATASET.VAL_IMAGE_NAME ''`` turns validation off: its label name alone is no error."""
+    cfg = _cfg(tmp_path)
+    cfg.defrost()
+    cfg.DATASET.VAL_IMAGE_NAME = ""
+    cfg.INFERENCE.IMAGE_NAME = ""
+    written = ensure_synthetic(cfg)
+    t = str(tmp_path)
+    assert written == [f"{t}/train.h5:image", f"{t}/train.h5:label"]
+    assert not os.path.exists(f"{t}/val_gt.h5") and not os.path.exists(f"{t}/test_gt.h5")

@@ -147,7 +147,7 @@ _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0  # p of the norm when CLIP_TYPE is norm
 
 # ---------------------------------------------------------------------------- MONITOR
 _C.MONITOR = CN()
-_C.MONITOR.LOG_OPT = [1, 1, 1]  # [log to console, tensorboard, log.txt]
+_C.MONITOR.LOG_OPT = [1, 1, 1]  # [log to console (0: warnings/errors only), tensorboard, log.txt]
 _C.MONITOR.VIS_OPT = [1, 8]  # [write tensorboard image montages (0/1), slices per montage]
 _C.MONITOR.ITERATION_NUM = [10, 50]  # [log the loss every N, write montages every M iterations]
 

@@ -9,6 +9,14 @@ _TARGET_CHANNELS = {"0": 1, "4": 1}  # foreground, instance contour
 _LOSSES = ("WeightedBCE", "DiceLoss")
 _WEIGHTS = ("0", "1", "2-G")
 _WEIGHT_CODE = re.compile(r"[01]|2(-\d+(\.\d*)?)?")  # 2-G: contact emphasis with gain G
+# valid MODEL.* names, spelled out so that loading a config needs no torch import; tests/test_config.py
+# checks them against connectomics.model (MODEL_REGISTRY, blocks.NORMS / ACTIVATIONS / PAD_MODES)
+MODEL_NAMES = {
+    "ARCHITECTURE": ("rsunet", "unet_residual_3d"),
+    "NORM_MODE": ("none", "bn", "gn", "in"),
+    "ACT_MODE": ("elu", "relu", "leaky_relu"),
+    "PAD_MODE": ("zeros", "rep", "replicate", "reflect", "circular"),
+}
 
 
 def _fail(key, value, rule):
@@ -56,6 +64,14 @@ def _validate_model(m):
         _fail("MODEL.OUT_PLANES", m.OUT_PLANES, f"MODEL.TARGET_OPT {list(m.TARGET_OPT)} gives {channels} channels")
     if len(m.FILTERS) < 2:
         _fail("MODEL.FILTERS", m.FILTERS, "needs at least two levels")
+    _validate_model_names(m)
+
+
+def _validate_model_names(m):
+    """Architecture, normalisation, activation and padding names, checked before any data is made."""
+    for key, valid in MODEL_NAMES.items():
+        if m[key] not in valid:
+            _fail(f"MODEL.{key}", m[key], f"valid: {', '.join(valid)}")
 
 
 def _validate_inference(inf):
@@ -90,6 +106,60 @@ def _validate_solver(s):
         _fail("SOLVER.NAME", s.NAME, "must be Adam, AdamW or SGD")
     if s.LR_SCHEDULER_NAME not in ("MultiStepLR", "WarmupMultiStepLR", "WarmupCosineLR"):
         _fail("SOLVER.LR_SCHEDULER_NAME", s.LR_SCHEDULER_NAME, "must be MultiStepLR, WarmupMultiStepLR or WarmupCosineLR")
+    if s.WARMUP_METHOD not in ("linear", "constant"):
+        _fail("SOLVER.WARMUP_METHOD", s.WARMUP_METHOD, "must be linear or constant")
+    if s.CLIP_GRADIENTS.CLIP_TYPE not in ("value", "norm"):
+        _fail("SOLVER.CLIP_GRADIENTS.CLIP_TYPE", s.CLIP_GRADIENTS.CLIP_TYPE, "must be value or norm")
+
+
+def _validate_monitor(mon):
+    if len(mon.ITERATION_NUM) != 2 or any(not isinstance(n, int) or n < 1 for n in mon.ITERATION_NUM):
+        _fail("MONITOR.ITERATION_NUM", mon.ITERATION_NUM, "expected two positive integers [log every N, montage every M]")
+    for key in ("LOG_OPT", "VIS_OPT"):
+        if len(mon[key]) < 2:
+            _fail(f"MONITOR.{key}", mon[key], "too few entries (see connectomics/config/defaults.py)")
+
+
+def _validate_dataset(d):
+    """Training-data keys: padding, scale, masks, validation pair and chunk mode."""
+    if len(d.PAD_SIZE) != 3 or any(p < 0 for p in d.PAD_SIZE):
+        _fail("DATASET.PAD_SIZE", d.PAD_SIZE, "expected three non-negative integers")
+    if len(d.DATA_SCALE) != 3 or any(s <= 0 for s in d.DATA_SCALE):
+        _fail("DATASET.DATA_SCALE", d.DATA_SCALE, "expected three positive zoom factors (z, y, x)")
+    images, labels = split_names(d.IMAGE_NAME), split_names(d.LABEL_NAME)
+    if labels and len(labels) != len(images):
+        _fail("DATASET.LABEL_NAME", d.LABEL_NAME, f"needs one label per image ({len(images)} images)")
+    masks = split_names(d.VALID_MASK_NAME)
+    if masks and len(masks) != len(images):
+        _fail("DATASET.VALID_MASK_NAME", d.VALID_MASK_NAME, f"needs one mask per image ({len(images)} images)")
+    if d.VAL_IMAGE_NAME and not d.VAL_LABEL_NAME:
+        _fail("DATASET.VAL_LABEL_NAME", d.VAL_LABEL_NAME,
+              f"DATASET.VAL_IMAGE_NAME {d.VAL_IMAGE_NAME} is set: training-time validation needs its ground truth "
+              "(or set DATASET.VAL_IMAGE_NAME to '' to turn validation off)")
+    if d.DO_CHUNK_TITLE:
+        if d.DATA_CHUNK_ITER < 1:
+            _fail("DATASET.DATA_CHUNK_ITER", d.DATA_CHUNK_ITER, "must be at least 1")
+        if len(d.DATA_CHUNK_NUM) != 3 or any(not isinstance(n, int) or n < 1 for n in d.DATA_CHUNK_NUM):
+            _fail("DATASET.DATA_CHUNK_NUM", d.DATA_CHUNK_NUM, "expected three positive integers (z, y, x)")
+        count = d.DATA_CHUNK_NUM[0] * d.DATA_CHUNK_NUM[1] * d.DATA_CHUNK_NUM[2]
+        if any(not isinstance(i, int) or not 0 <= i < count for i in d.DATA_CHUNK_NUM_IND):
+            _fail("DATASET.DATA_CHUNK_NUM_IND", d.DATA_CHUNK_NUM_IND, f"chunk ids must lie in 0..{count - 1}")
+
+
+def _validate_eval(e):
+    if len(e.AREA_THRESHOLDS) != 2 or not 0 < e.AREA_THRESHOLDS[0] < e.AREA_THRESHOLDS[1]:
+        _fail("EVAL.AREA_THRESHOLDS", e.AREA_THRESHOLDS, "expected two increasing positive sizes")
+    if e.CHUNK_SLICES < 1:
+        _fail("EVAL.CHUNK_SLICES", e.CHUNK_SLICES, "must be >= 1 (slices read at a time)")
+    if e.CRUMB_SIZE < 0:
+        _fail("EVAL.CRUMB_SIZE", e.CRUMB_SIZE, "must be >= 0 (voxels)")
+
+
+def _validate_augmentor(aug):
+    """Every AUGMENTOR.<NAME>.P is a probability."""
+    for name, node in aug.items():
+        if isinstance(node, dict) and "P" in node and not 0.0 <= node["P"] <= 1.0:
+            _fail(f"AUGMENTOR.{name}.P", node["P"], "is a probability: expected a value in [0, 1]")
 
 
 def _validate_postprocess(p):
@@ -126,13 +196,12 @@ def validate_cfg(cfg):
     _validate_inference(cfg.INFERENCE)
     _validate_solver(cfg.SOLVER)
     _validate_postprocess(cfg.POSTPROCESS)
-    if len(cfg.DATASET.PAD_SIZE) != 3 or any(p < 0 for p in cfg.DATASET.PAD_SIZE):
-        _fail("DATASET.PAD_SIZE", cfg.DATASET.PAD_SIZE, "expected three non-negative integers")
-    if len(cfg.EVAL.AREA_THRESHOLDS) != 2 or not 0 < cfg.EVAL.AREA_THRESHOLDS[0] < cfg.EVAL.AREA_THRESHOLDS[1]:
-        _fail("EVAL.AREA_THRESHOLDS", cfg.EVAL.AREA_THRESHOLDS, "expected two increasing positive sizes")
-    images, labels = split_names(cfg.DATASET.IMAGE_NAME), split_names(cfg.DATASET.LABEL_NAME)
-    if labels and len(labels) != len(images):
-        _fail("DATASET.LABEL_NAME", cfg.DATASET.LABEL_NAME, f"needs one label per image ({len(images)} images)")
+    _validate_monitor(cfg.MONITOR)
+    _validate_dataset(cfg.DATASET)
+    if cfg.DATASET.DO_2D and cfg.MODEL.INPUT_SIZE[0] != 1:
+        _fail("DATASET.DO_2D", cfg.DATASET.DO_2D, f"2D windows need MODEL.INPUT_SIZE z = 1, got {cfg.MODEL.INPUT_SIZE}")
+    _validate_eval(cfg.EVAL)
+    _validate_augmentor(cfg.AUGMENTOR)
     if cfg.SYSTEM.DEVICE not in ("auto", "cpu", "cuda"):
         _fail("SYSTEM.DEVICE", cfg.SYSTEM.DEVICE, "must be auto, cpu or cuda")
 

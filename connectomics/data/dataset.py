@@ -92,14 +92,32 @@ def load_training_volumes(image_specs, label_specs, mask_specs=(), pad=(0, 0, 0)
 
 def _read_pair(ispec, lspec, mspec, pad, chunk):
     """Image, label and mask arrays (mask None): whole and mirror-padded, or one padded chunk."""
+    specs = (ispec, lspec, mspec)
     if chunk is None:
-        arrays = [read_volume(s) if s else None for s in (ispec, lspec, mspec)]
-        return [None if a is None else pad_volume(_squeeze(a), pad) for a in arrays]
+        arrays = [_squeeze(read_volume(s)) if s else None for s in specs]
+        _check_shapes(specs, [None if a is None else a.shape for a in arrays])
+        return [None if a is None else pad_volume(a, pad) for a in arrays]
     from connectomics.data.chunks import chunk_box, read_chunk, volume_shape
 
+    shapes = [volume_shape(s) if s else None for s in specs]
+    _check_shapes(specs, shapes)
     chunk_num, chunk_id, overlap = chunk
-    box = chunk_box(volume_shape(ispec), chunk_num, chunk_id, overlap)
-    return [read_chunk(s, box, pad) if s else None for s in (ispec, lspec, mspec)]
+    box = chunk_box(shapes[0], chunk_num, chunk_id, overlap)
+    return [read_chunk(s, box, pad) if s else None for s in specs]
+
+
+def _check_shapes(specs, shapes):
+    """VolumeError unless the (image, label, mask) shapes are 3D and equal, checked before padding.
+
+    ``specs``: the three volume names (mask may be None); ``shapes``: their stored shapes.
+    """
+    names = ("image", "label", "mask")
+    for name, spec, shape in zip(names, specs, shapes):
+        if spec and len(shape) != 3:
+            raise VolumeError(f"{name} {spec}: expected a 3D (Z, Y, X) volume, got shape {tuple(shape)}")
+    for name, spec, shape in zip(names[1:], specs[1:], shapes[1:]):
+        if spec and tuple(shape) != tuple(shapes[0]):
+            raise VolumeError(f"image {specs[0]} has shape {tuple(shapes[0])} but {name} {spec} has {tuple(shape)}")
 
 
 def _squeeze(array):

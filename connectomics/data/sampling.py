@@ -9,6 +9,8 @@ import logging
 
 import numpy as np
 
+from connectomics.data.io import VolumeError
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,7 +41,7 @@ class WindowSampler:
             if im.shape != lb.shape:
                 raise ValueError(f"volume {i}: image shape {im.shape} != label shape {lb.shape}")
             if any(s < w for s, w in zip(im.shape, sample_size)):
-                raise ValueError(
+                raise VolumeError(
                     f"volume {i} of shape {im.shape} is smaller than the sampled window {tuple(sample_size)}; "
                     "increase DATASET.PAD_SIZE or reduce MODEL.INPUT_SIZE / the augmentations")
         self.images, self.labels, self.masks = images, labels, masks

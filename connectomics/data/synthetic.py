@@ -202,7 +202,7 @@ def synthetic_jobs(cfg):
     for sec_i, key_i, sec_l, key_l, offset in groups:
         images, labels = split_names(cfg[sec_i][key_i]), split_names(cfg[sec_l][key_l])
         keys = f"{sec_i}.{key_i} / {sec_l}.{key_l}"
-        if labels and len(labels) != len(images):
+        if images and labels and len(labels) != len(images):  # no image: the pair is off, nothing to make
             raise ValueError(f"config keys {keys}: {len(images)} image(s) but {len(labels)} label(s); "
                              "synthetic data needs one label per image")
         for j, image in enumerate(images):

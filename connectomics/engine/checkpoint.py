@@ -90,8 +90,12 @@ def save_checkpoint(path, model, optimizer, scheduler, iteration, architecture, 
     return path
 
 
-def read_checkpoint(path):
-    """The checkpoint dict; a clear error if the file is missing or not a checkpoint."""
+def read_checkpoint(path, bare=False):
+    """The checkpoint dict; a clear error if the file is missing or not a checkpoint.
+
+    ``bare``: also accept a plain state dict (weights saved by other code, for MODEL.PRE_MODEL),
+    returned as ``{'state_dict': it}``.
+    """
     from connectomics.model.checkpoint import CheckpointMismatchError
 
     if not os.path.isfile(path):
@@ -100,6 +104,9 @@ def read_checkpoint(path):
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for corrupt files
         raise CheckpointMismatchError(f"{path} is not a readable checkpoint: {err}") from err
+    if bare and isinstance(state, dict) and "state_dict" not in state and state and \
+            all(isinstance(v, torch.Tensor) for v in state.values()):
+        state = {"state_dict": state}
     if not isinstance(state, dict) or "state_dict" not in state:
         raise CheckpointMismatchError(f"{path} is not a connectomics checkpoint (no 'state_dict')")
     return state
@@ -117,10 +124,42 @@ def load_model_weights(model, state, architecture=None, source="checkpoint"):
     load_weights(unwrap(model), state, source=source)
 
 
-def restore_training_state(state, optimizer, scheduler, scaler=None, restart=False):
-    """Restore optimizer, scheduler, scaler and RNGs; return the iteration to resume at."""
+def pending_gradients(model):
+    """CPU copies of the gradients ``model`` holds (one entry per parameter, None where unset), or None.
+
+    With gradient accumulation (SOLVER.ITERATION_STEP > 1) a checkpoint written between two
+    optimizer steps must keep them: without them the resumed run would take its next step on
+    part of the accumulated batch only.
+    """
+    grads = [None if p.grad is None else p.grad.detach().cpu().clone() for p in unwrap(model).parameters()]
+    return grads if any(g is not None for g in grads) else None
+
+
+def restore_gradients(model, grads, source="checkpoint"):
+    """Put ``grads`` (from :func:`pending_gradients`) back on ``model``'s parameters; None clears them."""
+    params = list(unwrap(model).parameters())
+    if grads is None:
+        for p in params:
+            p.grad = None
+        return
+    if len(grads) != len(params):
+        from connectomics.model.checkpoint import CheckpointMismatchError
+
+        raise CheckpointMismatchError(f"{source} holds pending gradients of {len(grads)} parameters, "
+                                      f"the model has {len(params)}")
+    for p, g in zip(params, grads):
+        p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
+
+
+def restore_training_state(state, optimizer, scheduler, scaler=None, restart=False, model=None):
+    """Restore optimizer, scheduler, scaler, RNGs and (given ``model``) pending accumulated gradients.
+
+    Returns the iteration to resume at.
+    """
     if restart:
         return 0
+    if model is not None:
+        restore_gradients(model, state.get("pending_grads"))
     if optimizer is not None and state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("lr_scheduler"):

@@ -3,7 +3,8 @@ import logging
 import os
 
 from connectomics.engine.checkpoint import list_checkpoints
-from connectomics.engine.infer import SCORES_CSV, append_score, read_scores, run_volume, volume_folders
+from connectomics.engine.infer import check_decoder, check_output_names, run_volume, volume_folders
+from connectomics.engine.scores import SCORES_CSV, append_score, read_scores, score_settings, use_score_settings
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ def format_scores(scores):
 
 def evaluate_checkpoints(cfg, folder, first=0, last=None):
     """Inference + post-processing + AP-75 for every checkpoint in ``folder`` with
-    ``first <= iteration <= last``, skipping iterations already in the CSV.
+    ``first <= iteration <= last``, skipping iterations already in the CSV (unless that CSV
+    was made with other settings: then it is moved aside, see :mod:`connectomics.engine.scores`).
+    Several volumes in INFERENCE.IMAGE_NAME: the first is scored (a warning says so).
 
     Results: ``INFERENCE.OUTPUT_PATH/iter_XXXXXX/`` per checkpoint, one row each in
     ``INFERENCE.OUTPUT_PATH/sum_results_map75.csv`` and ``ap_over_iterations.png``.
@@ -37,22 +40,30 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
     from connectomics.inference import build_predictor
     from connectomics.postprocess import build_decoder
 
+    check_decoder(cfg)
+    check_output_names(cfg)
     found = [(it, p) for it, p in list_checkpoints(folder) if it >= first and (last is None or it <= last)]
     if not found:
         raise FileNotFoundError(f"no checkpoint_XXXXXX.pth.tar in {folder} between {first} and {last}")
     out = cfg.INFERENCE.OUTPUT_PATH
     csv_path = os.path.join(out, SCORES_CSV)
+    volumes = volume_folders(cfg)
+    image, gt, _ = volumes[0]
+    if len(volumes) > 1:
+        logger.warning("INFERENCE.IMAGE_NAME names %d volumes: eval_iter scores the first one only (%s)",
+                       len(volumes), image)
+    stale = use_score_settings(csv_path, score_settings(cfg, image, gt))  # other settings: CSV moved aside
     done = read_scores(csv_path)
     device = select_device(cfg)
     decode = build_decoder(cfg)
-    image, gt, _ = volume_folders(cfg)[0]
     for iteration, path in found:
         if iteration in done:
             logger.info("checkpoint %d already scored: skipped", iteration)
             continue
         model, _ = load_inference_model(cfg, path, device)
         predictor = build_predictor(cfg, model, device)
-        summary = run_volume(cfg, predictor, decode, image, gt, os.path.join(out, f"iter_{iteration:06d}"))
+        summary = run_volume(cfg, predictor, decode, image, gt, os.path.join(out, f"iter_{iteration:06d}"),
+                             overwrite=stale)  # maps of other inference settings are replaced
         append_score(csv_path, iteration, summary)
     scores = read_scores(csv_path)
     print(format_scores(scores), flush=True)

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 
-from connectomics.engine.checkpoint import checkpoint_path, save_checkpoint
+from connectomics.engine.checkpoint import checkpoint_path, pending_gradients, save_checkpoint
 from connectomics.engine.trainer import Hook
 
 logger = logging.getLogger(__name__)
@@ -22,8 +22,9 @@ class CheckpointHook(Hook):
     def save(self, trainer):
         path = checkpoint_path(self.folder, trainer.iter)
         if path != self.last_path:
+            pending = pending_gradients(trainer.model) if trainer.iter % trainer.accum_steps else None
             save_checkpoint(path, trainer.model, trainer.optimizer, trainer.scheduler, trainer.iter,
-                            self.architecture, trainer.scaler)
+                            self.architecture, trainer.scaler, extra={"pending_grads": pending})
             self.last_path = path
             logger.info("saved %s", path)
         return path
@@ -87,6 +88,13 @@ def montage(last, slices):
     return np.clip(np.concatenate(rows, axis=0), 0, 1)
 
 
+def copy_atomic(src, dst):
+    """Copy ``src`` to ``dst`` under a temporary name, then rename: a kill never leaves a partial ``dst``."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.partial")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
 class ValidationHook(Hook):
     """Every ``period`` iterations: ``validate(model) -> summary dict``; keep ``best.pth.tar``.
 
@@ -106,23 +114,33 @@ class ValidationHook(Hook):
         with open(self.csv_path, encoding="utf-8") as f:
             return [(int(r["iteration"]), float(r[self.metric])) for r in csv.DictReader(f)]
 
+    def _record(self, iteration, value, ap50):
+        """Write the row of ``iteration`` into validation.csv (sorted; a row of the same iteration,
+        left by a killed run that is now redoing it, is replaced), atomically."""
+        from connectomics.data.io import atomic_path
+
+        rows = {}
+        if os.path.exists(self.csv_path):
+            with open(self.csv_path, encoding="utf-8") as f:
+                rows = {int(r["iteration"]): (r[self.metric], r["AP50"]) for r in csv.DictReader(f)}
+        rows[iteration] = (f"{value:.6f}", f"{ap50:.6f}")
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(f"iteration,{self.metric},AP50\n")
+            f.writelines(f"{it},{v},{a}\n" for it, (v, a) in sorted(rows.items()))
+
     def run(self, trainer):
         summary = self.validate(trainer.model)
         trainer.model.train()
         value = float(summary[self.metric])
         logger.info("[iter %06d] validation %s=%.4f (AP50=%.4f)", trainer.iter, self.metric, value,
                     summary.get("AP50", float("nan")))
-        new = not os.path.exists(self.csv_path)
-        with open(self.csv_path, "a", encoding="utf-8", newline="") as f:
-            if new:
-                f.write(f"iteration,{self.metric},AP50\n")
-            f.write(f"{trainer.iter},{value:.6f},{summary.get('AP50', float('nan')):.6f}\n")
+        self._record(trainer.iter, value, summary.get("AP50", float("nan")))
         if self.writer is not None:
             self.writer.add_scalar(f"val/{self.metric}", value, trainer.iter)
         if value > self.best:
             self.best = value
             path = self.checkpointer.save(trainer)
-            shutil.copyfile(path, os.path.join(self.folder, "best.pth.tar"))
+            copy_atomic(path, os.path.join(self.folder, "best.pth.tar"))
             logger.info("new best %s=%.4f: best.pth.tar", self.metric, value)
         from connectomics.utils.plots import plot_curve
 

@@ -7,10 +7,9 @@ import numpy as np
 from connectomics.config import split_names
 from connectomics.engine.checkpoint import (checkpoint_iteration, latest_checkpoint, load_model_weights,
                                             read_checkpoint)
+from connectomics.engine.scores import SCORES_CSV, append_score, score_settings, use_score_settings
 
 logger = logging.getLogger(__name__)
-
-SCORES_CSV = "sum_results_map75.csv"  # one row per scored checkpoint: iteration,AP75,AP50
 
 
 def volume_folders(cfg):
@@ -109,29 +108,42 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None):
     write_reports(result, os.path.join(folder, cfg.EVAL.OUTPUT_PREFIX), iteration=iteration)
     print(format_table(result), flush=True)
     if iteration is not None:
-        append_score(os.path.join(folder, SCORES_CSV), iteration, result.summary)
+        csv_path = os.path.join(folder, SCORES_CSV)
+        use_score_settings(csv_path, score_settings(cfg, image_spec, gt_spec))
+        append_score(csv_path, iteration, result.summary)
     return result.summary
 
 
+def check_decoder(cfg, blockwise=False):
+    """Raise ConfigError (printed without a traceback) if ``cfg.POSTPROCESS`` names an unknown decoder
+    or a bad value, or, with ``blockwise``, a decoder / SMALL_MODE that has no blockwise form."""
+    from connectomics.config import ConfigError
+    from connectomics.postprocess.build import decoder_params
 
-def read_scores(csv_path):
-    """``{iteration: {'AP75': .., 'AP50': ..}}`` from a scores CSV (empty if absent)."""
-    if not os.path.exists(csv_path):
-        return {}
-    import csv
+    try:
+        name, params = decoder_params(cfg)
+        if blockwise:
+            from connectomics.blockwise.postprocess import check_blockwise
 
-    with open(csv_path, encoding="utf-8") as f:
-        return {int(r["iteration"]): {"AP75": float(r["AP75"]), "AP50": float(r["AP50"])}
-                for r in csv.DictReader(f)}
+            check_blockwise(name, params)
+    except ValueError as err:
+        raise ConfigError(f"{err}{' (--scheduler: blockwise post-processing)' if blockwise else ''}") from None
 
 
-def append_score(csv_path, iteration, summary):
-    """Append ``iteration,AP75,AP50`` (header written with the first row)."""
-    new = not os.path.exists(csv_path)
-    with open(csv_path, "a", encoding="utf-8") as f:
-        if new:
-            f.write("iteration,AP75,AP50\n")
-        f.write(f"{iteration},{summary['AP75']:.6f},{summary['AP50']:.6f}\n")
+def check_output_names(cfg, blockwise=False):
+    """Raise ConfigError unless the output names can be written: HDF5 maps and instances in one
+    process; with ``blockwise`` the maps are always zarr and the instances HDF5 or zarr."""
+    from connectomics.config import ConfigError
+    from connectomics.data.io import H5_EXTENSIONS, ZARR_EXTENSIONS, parse_spec
+
+    instances = parse_spec(cfg.POSTPROCESS.OUTPUT_NAME)[0]  # 'instances.h5:key' names a dataset
+    names = [("POSTPROCESS.OUTPUT_NAME", instances, H5_EXTENSIONS + ZARR_EXTENSIONS * blockwise)]
+    if not blockwise:
+        names.insert(0, ("INFERENCE.OUTPUT_NAME", cfg.INFERENCE.OUTPUT_NAME, H5_EXTENSIONS))
+    for key, name, allowed in names:
+        if not name.lower().endswith(allowed):
+            raise ConfigError(f"config key {key} = {name!r}: must end with {' / '.join(allowed)}"
+                              f"{'' if blockwise else ' (zarr outputs need --scheduler)'}")
 
 
 def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=None):
@@ -144,8 +156,11 @@ def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=
     from connectomics.inference import build_predictor
     from connectomics.postprocess import build_decoder
 
+    blockwise = use_blockwise(cfg, scheduler)
+    check_decoder(cfg, blockwise)  # a bad POSTPROCESS key fails now, not after the whole inference
+    check_output_names(cfg, blockwise)
     device = device or select_device(cfg)
-    if use_blockwise(cfg, scheduler):
+    if blockwise:
         checkpoint = resolve_checkpoint(cfg, checkpoint)
         iteration = checkpoint_iteration(checkpoint)
         with connect_from_cfg(cfg, scheduler) as client:

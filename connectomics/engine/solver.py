@@ -73,7 +73,11 @@ def cosine_lambda(total_iters, warmup_iters=0, start_factor=1.0, method="linear"
 
 
 def build_lr_scheduler(cfg, optimizer):
-    """A LambdaLR stepped once per optimizer step (its state is saved in checkpoints)."""
+    """A LambdaLR stepped once per training iteration (its state is saved in checkpoints).
+
+    SOLVER.STEPS, WARMUP_ITERS and ITERATION_TOTAL count iterations, with gradient accumulation
+    (SOLVER.ITERATION_STEP > 1) too, so the schedule is the same whatever the accumulation.
+    """
     s = cfg.SOLVER
     if s.LR_SCHEDULER_NAME == "MultiStepLR":
         factor = multistep_lambda(s.STEPS, s.GAMMA)

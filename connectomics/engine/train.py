@@ -96,9 +96,9 @@ def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
     if checkpoint:
         state = read_checkpoint(checkpoint)
         load_model_weights(model, state, cfg.MODEL.ARCHITECTURE, checkpoint)
-        return restore_training_state(state, optimizer, scheduler, scaler, cfg.SOLVER.ITERATION_RESTART)
+        return restore_training_state(state, optimizer, scheduler, scaler, cfg.SOLVER.ITERATION_RESTART, model)
     if cfg.MODEL.PRE_MODEL:
-        load_model_weights(model, read_checkpoint(cfg.MODEL.PRE_MODEL), cfg.MODEL.ARCHITECTURE,
+        load_model_weights(model, read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True), cfg.MODEL.ARCHITECTURE,
                            cfg.MODEL.PRE_MODEL)
         return cfg.MODEL.PRE_MODEL_ITER
     return 0
@@ -147,7 +147,7 @@ def run_training(cfg, checkpoint=None):
         c = cfg.SOLVER.CLIP_GRADIENTS
         clip = (c.CLIP_TYPE, c.CLIP_VALUE, c.NORM_TYPE)
     trainer = Trainer(model, criterion, optimizer, scheduler, batches, start, total, device,
-                      cfg.SOLVER.ITERATION_STEP, clip, amp, scaler, hooks)
+                      cfg.SOLVER.ITERATION_STEP, clip, amp, scaler, hooks, progress=None if main else False)
     trainer.train()
     if writer is not None:
         writer.close()

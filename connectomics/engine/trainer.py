@@ -7,8 +7,11 @@ written then resumes at sample index ``(i + 1) * batch_size``.
 import contextlib
 import logging
 import time
+import warnings
 
 import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from connectomics.engine.solver import clip_gradients
 
@@ -28,6 +31,23 @@ class Hook:
         pass
 
 
+@contextlib.contextmanager
+def _logs_above(bar):
+    """While a shown tqdm ``bar`` runs, console log lines print above it (not through it), at
+    the level the console handler had (MONITOR.LOG_OPT[0] = 0 keeps INFO lines off)."""
+    if bar.disable:
+        yield
+        return
+    root = logging.getLogger()
+    before = list(root.handlers)
+    levels = [h.level for h in before if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    with logging_redirect_tqdm():
+        for handler in root.handlers:
+            if handler not in before:  # the handlers tqdm put in place of the console ones
+                handler.setLevel(max(levels, default=logging.NOTSET))
+        yield
+
+
 class Trainer:
     """Runs iterations ``start_iter .. max_iter - 1`` over ``batches``.
 
@@ -37,10 +57,11 @@ class Trainer:
             the loss is divided by it so the step sees the mean gradient).
         clip: None or ``(clip_type, value, norm_type)``.
         amp: autocast + GradScaler (CUDA only).
+        progress: tqdm bar of the iterations: None = only on a terminal, False = never.
     """
 
     def __init__(self, model, criterion, optimizer, scheduler, batches, start_iter, max_iter, device,
-                 accum_steps=1, clip=None, amp=False, scaler=None, hooks=()):
+                 accum_steps=1, clip=None, amp=False, scaler=None, hooks=(), progress=None):
         self.model, self.criterion, self.optimizer, self.scheduler = model, criterion, optimizer, scheduler
         self.batches, self.device = batches, device
         self.start_iter, self.max_iter, self.iter = start_iter, max_iter, start_iter
@@ -48,6 +69,7 @@ class Trainer:
         self.amp = bool(amp) and device.type == "cuda"
         self.scaler = scaler if scaler is not None else torch.amp.GradScaler("cuda", enabled=self.amp)
         self.hooks = list(hooks)
+        self.progress = progress
         self.last = {}
 
     def train(self):
@@ -55,11 +77,15 @@ class Trainer:
         self.model.train()
         for hook in self.hooks:
             hook.before_train(self)
-        while self.iter < self.max_iter:
-            self.run_step()
-            self.iter += 1
-            for hook in self.hooks:
-                hook.after_step(self)
+        disable = None if self.progress is None else not self.progress
+        with tqdm(total=self.max_iter, initial=self.iter, unit="it", desc="train", disable=disable) as bar, \
+                _logs_above(bar):
+            while self.iter < self.max_iter:
+                self.run_step()
+                self.iter += 1
+                bar.update(1)
+                for hook in self.hooks:
+                    hook.after_step(self)
         for hook in self.hooks:
             hook.after_train(self)
 
@@ -88,7 +114,10 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # the schedule counts iterations: with accumulation (or an AMP
+            # step skipped for inf gradients) it starts before the first optimizer step, on purpose
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
         self.last = {
             "loss": float(loss.detach()), "terms": terms, "lr": self.optimizer.param_groups[0]["lr"],
             "data_time": data_time, "iter_time": time.perf_counter() - start,

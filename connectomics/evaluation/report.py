@@ -146,12 +146,25 @@ def plot_pr_curves(result, path):
     plt.close(fig)
 
 
-def append_csv(csv_path, iteration, ap75):
-    """Append ``iteration,AP75`` (the official ``sum_results_map75.csv`` row, no header)."""
+SCORES_HEADER = "iteration,AP75,AP50"  # header of the sum_results_map75.csv that main.py / eval_iter.sh write
+
+
+def append_csv(csv_path, iteration, ap75, ap50=None):
+    """Append ``iteration,AP75`` (the official ``sum_results_map75.csv`` row, no header).
+
+    A file that starts with the header ``iteration,AP75,AP50`` (the one ``main.py --inference``
+    and ``eval_iter.sh`` keep) gets ``iteration,AP75,AP50`` rows instead, so the file keeps one
+    layout (AP50 left empty when ``ap50`` is None).
+    """
     folder = os.path.dirname(os.path.abspath(csv_path))
     os.makedirs(folder, exist_ok=True)
+    row = [iteration, ap75]
+    if os.path.exists(csv_path):
+        with open(csv_path, encoding="utf-8") as f:
+            if f.readline().strip().replace(" ", "") == SCORES_HEADER:
+                row.append("" if ap50 is None else ap50)
     with open(csv_path, "a", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerow([iteration, ap75])
+        csv.writer(f).writerow(row)
 
 
 def write_reports(result, prefix, iteration=None, csv_path=None):
@@ -175,7 +188,7 @@ def write_reports(result, prefix, iteration=None, csv_path=None):
         if iteration is None:
             raise ValueError(f"appending to {csv_path} needs the model iteration: pass it "
                              "explicitly (e.g. --iteration N)")
-        append_csv(csv_path, int(iteration), result.summary["AP75"])
+        append_csv(csv_path, int(iteration), result.summary["AP75"], result.summary["AP50"])
         paths.append(os.fspath(csv_path))
     logger.info("evaluation reports written: %s", ", ".join(paths))
     return paths

@@ -15,7 +15,8 @@ batch of windows, its TTA outputs and the model's activations (independent of
 the chunk). On the CPU that is ``5 C + 4 + r`` bytes per chunk voxel (``r`` =
 read-box / write-box volume, 1.2-2), i.e. about 16 bytes for C = 2; on CUDA the
 accumulators live on the GPU and the host holds only the read box and the result.
-Nothing scales with the volume.
+The file writer (``writer.ChunkWriter``) adds up to two finished (C, chunk) uint8
+blocks and the next chunk's read box, prefetched. Nothing scales with the volume.
 """
 import contextlib
 import logging
@@ -24,6 +25,7 @@ import math
 import numpy as np
 import torch
 
+from connectomics.data.io import VolumeError
 from connectomics.inference.blending import blending_weights, finalize_uint8
 from connectomics.inference.tiling import Tiling, check_window, read_box
 from connectomics.inference.tta import AUG_MODES, predict_tta, tta_variants
@@ -84,9 +86,12 @@ class Predictor:
 
     def settings(self):
         """Everything that changes the output values (used to check resumed files)."""
-        return {"window": list(self.window), "stride": list(self.stride), "pad": list(self.pad),
-                "blending": self.blending, "aug_num": self.aug_num, "aug_mode": self.aug_mode,
-                "output_act": self.output_act, "amp": self.amp}
+        settings = {"window": list(self.window), "stride": list(self.stride), "pad": list(self.pad),
+                    "blending": self.blending, "aug_num": self.aug_num, "aug_mode": self.aug_mode,
+                    "output_act": self.output_act, "amp": self.amp}
+        if not self.eval_mode:  # batch statistics change every value (only named when off: older files match)
+            settings["eval_mode"] = False
+        return settings
 
     @contextlib.contextmanager
     def _model_mode(self):
@@ -114,17 +119,25 @@ class Predictor:
             y = y.clone()  # a model that returns (a view of) its input: keep the input intact
         return y.sigmoid_()  # in place: half the time of torch.sigmoid on the CPU
 
-    def predict_chunk(self, volume, chunk, workspace=None):
+    def read_chunk(self, volume, chunk):
+        """The chunk's read box of ``volume`` as NumPy (uint8, or float checked to lie in [0, 1])."""
+        check_volume(volume)
+        return _check_range(read_box(volume, chunk.read), chunk)
+
+    def predict_chunk(self, volume, chunk, workspace=None, source=None):
         """Predict one :class:`~connectomics.inference.tiling.Chunk` of ``volume``.
 
         ``volume``: (Z, Y, X) array-like (uint8 0..255, or float in [0, 1]); only
-        the chunk's read box is read. ``workspace``: a :class:`Workspace` to reuse
-        the accumulators across chunks (then the result is a view into it, valid
-        until the next call). Returns (C, *chunk.write_shape) uint8 NumPy.
+        the chunk's read box is read. ``source``: that box already read by
+        :meth:`read_chunk` (a caller that prefetches), or None to read it here.
+        ``workspace``: a :class:`Workspace` to reuse the accumulators across chunks
+        (then the result is a view into it, valid until the next call). Returns
+        (C, *chunk.write_shape) uint8 NumPy.
         """
-        check_volume(volume)
+        if source is None:
+            source = self.read_chunk(volume, chunk)
         workspace = workspace or Workspace(self.device)
-        source = _to_device_volume(read_box(volume, chunk.read), self.device)
+        source = _to_device_volume(source, self.device)
         read0 = [a for a, _ in chunk.read]
         write0 = [a for a, _ in chunk.write]
         acc = weight = None
@@ -187,12 +200,12 @@ def _overlap(start, window, write, write0):
 
 
 def check_volume(volume, name="volume"):
-    """Raise ValueError unless ``volume`` is a non-empty (Z, Y, X) uint8 or float array-like."""
+    """Raise VolumeError (a ValueError) unless ``volume`` is a non-empty (Z, Y, X) uint8 or float array-like."""
     shape, dtype = tuple(getattr(volume, "shape", ())), np.dtype(getattr(volume, "dtype", np.float64))
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"{name}: inference needs a non-empty (Z, Y, X) volume, got shape {shape}")
+        raise VolumeError(f"{name}: inference needs a non-empty (Z, Y, X) volume, got shape {shape}")
     if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"{name}: inference input must be uint8 (0..255) or float (0..1), got dtype {dtype}; "
+        raise VolumeError(f"{name}: inference input must be uint8 (0..255) or float (0..1), got dtype {dtype}; "
                          "convert the volume first")
 
 
@@ -224,6 +237,20 @@ def build_predictor(cfg, model, device="cpu"):
                      aug_num=inf.AUG_NUM, aug_mode=inf.AUG_MODE, batch_size=inf.SAMPLES_PER_BATCH, device=device,
                      amp=inf.AMP, output_act=cfg.MODEL.OUTPUT_ACT, chunk_size=inf.CHUNK_SIZE,
                      eval_mode=inf.DO_EVAL)
+
+
+def _check_range(block, chunk):
+    """``block`` (a chunk's read box) unchanged; VolumeError if it is float with values outside [0, 1].
+
+    A float image stored as 0..255 would otherwise be fed to the model unscaled: maps of garbage.
+    """
+    if block.dtype != np.uint8 and block.size:
+        lo, hi = float(block.min()), float(block.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
+            raise VolumeError(f"float inference input must lie in [0, 1], found values in [{lo:g}, {hi:g}] "
+                              f"in the box {chunk.read} (z, y, x) of the volume; store the image as uint8 "
+                              "(0..255) or divide it by its maximum")
+    return block
 
 
 def _to_device_volume(block, device):

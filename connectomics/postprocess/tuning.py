@@ -205,7 +205,8 @@ def run_tuning(cfg, input_spec, gt_spec, folder, max_evals=None):
         return evaluate_volumes(gt, labels, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
                                 crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES).summary["AP75"]
 
-    result = tune_decoder(probs, ap75, name, params, grids, max_evals or tune.MAX_EVALS)
+    result = tune_decoder(probs, ap75, name, params, grids,
+                          tune.MAX_EVALS if max_evals is None else max_evals)  # 0 is an error, not the default
     os.makedirs(folder, exist_ok=True)
     heatmap = save_heatmap(result, os.path.join(folder, "tune_heatmap.png"))
     snippet = os.path.join(folder, "tune_best.yaml")

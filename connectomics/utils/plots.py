@@ -20,6 +20,22 @@ def plot_curve(x, series, path, xlabel="iteration", ylabel="", title=None):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def save_figure(fig, path, **kwargs):
+    """``fig.savefig`` under a temporary name in the same folder, then renamed to ``path``.
+
+    A killed run never leaves a truncated image under the final name; the format follows the
+    extension of ``path`` (PNG if it has none).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.partial")
+    try:
+        fig.savefig(tmp, format=os.path.splitext(name)[1][1:].lower() or "png", **kwargs)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -71,6 +71,8 @@ def render_samples(samples, path, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from connectomics.utils.plots import save_figure
+
     fig, axes = plt.subplots(len(samples), 2, figsize=(6, 3 * len(samples)), squeeze=False)
     for row, (image, label) in enumerate(samples):
         z = image.shape[0] // 2
@@ -84,7 +86,7 @@ def render_samples(samples, path, title=""):
         fig.suptitle(textwrap.fill(title, 90), fontsize=7)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     logger.info("wrote %d augmented samples to %s", len(samples), path)
     return path

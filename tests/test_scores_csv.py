@@ -1,0 +1,73 @@
+"""The scores CSV (sum_results_map75.csv): main.py / eval_iter.sh rows and evaluate.py --csv rows in one file."""
+import math
+
+import pytest
+
+from connectomics.engine.scores import append_score, read_scores
+from connectomics.evaluation.report import append_csv
+
+
+def test_rerun_replaces_the_row_of_an_iteration(tmp_path):
+    path = tmp_path / "sum_results_map75.csv"
+    append_score(path, 300, {"AP75": 0.5, "AP50": 0.6})
+    append_score(path, 600, {"AP75": 0.7, "AP50": 0.8})
+    append_score(path, 300, {"AP75": 0.55, "AP50": 0.65})  # --inference run again (other thresholds)
+    assert path.read_text().splitlines() == ["iteration,AP75,AP50", "600,0.700000,0.800000",
+                                             "300,0.550000,0.650000"]
+    assert read_scores(path) == {300: {"AP75": 0.55, "AP50": 0.65}, 600: {"AP75": 0.7, "AP50": 0.8}}
+
+
+def test_evaluate_csv_rows_keep_the_layout_of_a_sweep_csv(tmp_path):
+    path = tmp_path / "sum_results_map75.csv"
+    append_score(path, 300, {"AP75": 0.5, "AP50": 0.6})
+    append_csv(path, 1200, 0.75, 0.9)  # scripts/evaluate.py --csv into the sweep's CSV
+    assert path.read_text().splitlines()[-1] == "1200,0.75,0.9"
+    assert read_scores(path)[1200] == {"AP75": 0.75, "AP50": 0.9}
+
+
+def test_official_headerless_rows_are_read(tmp_path):
+    path = tmp_path / "sum_results_map75.csv"
+    append_csv(path, 1500, 0.25, 0.5)  # a fresh file: the official headerless iteration,AP75 rows
+    append_csv(path, 3000, 0.5)
+    assert path.read_text().splitlines() == ["1500,0.25", "3000,0.5"]
+    scores = read_scores(path)
+    assert sorted(scores) == [1500, 3000] and scores[3000]["AP75"] == 0.5 and math.isnan(scores[3000]["AP50"])
+    path.write_text("iteration,AP75,AP50\n300,0.5,0.6\n600,0.7\n")  # mixed: a 2-column row in a 3-column file
+    assert read_scores(path)[600]["AP75"] == 0.7 and math.isnan(read_scores(path)[600]["AP50"])
+
+
+def test_a_malformed_row_names_the_file_and_line(tmp_path):
+    path = tmp_path / "sum_results_map75.csv"
+    path.write_text("iteration,AP75,AP50\n300,0.5,0.6\nthree hundred,x\n")
+    with pytest.raises(ValueError, match=r"sum_results_map75.csv, line 3"):
+        read_scores(path)
+
+
+def test_scores_of_other_settings_are_moved_aside(tmp_path, caplog):
+    from connectomics.engine.scores import use_score_settings
+
+    path = tmp_path / "sum_results_map75.csv"
+    a = {"image": "im.h5", "POSTPROCESS": {"SEED_THRESHOLD": 0.8}}
+    assert use_score_settings(path, a) is False
+    append_score(path, 300, {"AP75": 0.5, "AP50": 0.6})
+    assert use_score_settings(path, a) is False and read_scores(path) == {300: {"AP75": 0.5, "AP50": 0.6}}
+    b = {"image": "im.h5", "POSTPROCESS": {"SEED_THRESHOLD": 0.6}}
+    assert use_score_settings(path, b) is True
+    assert "POSTPROCESS.SEED_THRESHOLD: 0.8 -> 0.6" in caplog.text
+    assert not path.exists() and read_scores(tmp_path / "sum_results_map75.stale-1.csv")[300]["AP75"] == 0.5
+    append_score(path, 300, {"AP75": 0.7, "AP50": 0.8})
+    assert use_score_settings(path, a) is True  # back again: a second stale file, nothing overwritten
+    assert read_scores(tmp_path / "sum_results_map75.stale-2.csv")[300]["AP75"] == 0.7
+    assert (tmp_path / "sum_results_map75.stale-1.csv.settings.json").exists()
+
+
+def test_score_settings_ignore_file_names_and_memory_knobs():
+    from connectomics.config import load_cfg
+    from connectomics.engine.scores import score_settings
+
+    base = score_settings(load_cfg(None), "im.h5", "gt.h5")
+    same = score_settings(load_cfg(None, ["INFERENCE.OUTPUT_PATH", "elsewhere", "INFERENCE.CHUNK_SIZE", "[8, 64, 64]",
+                                          "EVAL.CHUNK_SLICES", "10"]), "im.h5", "gt.h5")
+    assert base == same
+    assert score_settings(load_cfg(None, ["INFERENCE.STRIDE", "[2, 64, 64]"]), "im.h5", "gt.h5") != base
+    assert score_settings(load_cfg(None), "im.h5", "other_gt.h5") != base
