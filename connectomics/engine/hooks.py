@@ -90,9 +90,10 @@ def montage(last, slices):
 
 def copy_atomic(src, dst):
     """Copy ``src`` to ``dst`` under a temporary name, then rename: a kill never leaves a partial ``dst``."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.partial")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    from connectomics.data.io import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 class ValidationHook(Hook):

@@ -147,6 +147,8 @@ def save_heatmap(result, path, score_name="AP-75"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from connectomics.utils.plots import save_figure
+
     (xname, xs), (yname, ys) = result.axes
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(ys), 1.0 + 0.6 * len(xs)))
     image = ax.imshow(result.grid, cmap="viridis", origin="lower", aspect="auto")
@@ -164,7 +166,7 @@ def save_heatmap(result, path, score_name="AP-75"):
     ax.set_title(f"{result.decoder}: {score_name}")
     fig.colorbar(image, ax=ax, label=score_name)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 

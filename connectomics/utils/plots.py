@@ -26,16 +26,11 @@ def plot_curve(x, series, path, xlabel="iteration", ylabel="", title=None):
 
 
 def save_figure(fig, path, **kwargs):
-    """``fig.savefig`` under a temporary name in the same folder, then renamed to ``path``.
+    """``fig.savefig`` under the temporary name of :func:`connectomics.data.io.atomic_path`, then
+    renamed to ``path``: a killed run never leaves a truncated image under the final name. The
+    format follows the extension of ``path`` (PNG if it has none)."""
+    from connectomics.data.io import atomic_path
 
-    A killed run never leaves a truncated image under the final name; the format follows the
-    extension of ``path`` (PNG if it has none).
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.partial")
-    try:
-        fig.savefig(tmp, format=os.path.splitext(name)[1][1:].lower() or "png", **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=os.path.splitext(path)[1][1:].lower() or "png", **kwargs)
+    return path
