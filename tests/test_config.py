@@ -90,6 +90,7 @@ def test_unknown_key_names_closest(tmp_path):
      r"DATASET.DATA_CHUNK_NUM_IND = \[4\].*0..3"),
     (["EVAL.CHUNK_SLICES", "0"], r"EVAL.CHUNK_SLICES = 0.*>= 1"),
     (["DATASET.DO_2D", "True"], r"DATASET.DO_2D = True.*z = 1"),
+    (["SOLVER.ITERATION_STEP", "4", "SOLVER.ITERATION_TOTAL", "10"], r"SOLVER.ITERATION_TOTAL = 10.*multiple"),
     (["EVAL.CRUMB_SIZE", "-1"], r"EVAL.CRUMB_SIZE = -1"),
     (["AUGMENTOR.ROTATE.P", "2.0"], r"AUGMENTOR.ROTATE.P = 2.0.*probability"),
     (["AUGMENTOR.CUTNOISE.P", "-0.5"], r"AUGMENTOR.CUTNOISE.P = -0.5"),

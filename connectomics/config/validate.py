@@ -100,6 +100,9 @@ def _validate_solver(s):
     for key in ("ITERATION_TOTAL", "ITERATION_SAVE", "ITERATION_STEP", "ITERATION_VAL", "SAMPLES_PER_BATCH"):
         if s[key] < 1:
             _fail(f"SOLVER.{key}", s[key], "must be at least 1")
+    if s.ITERATION_TOTAL % s.ITERATION_STEP:
+        _fail("SOLVER.ITERATION_TOTAL", s.ITERATION_TOTAL, f"must be a multiple of SOLVER.ITERATION_STEP "
+              f"({s.ITERATION_STEP}): the gradients of the last iterations would never be applied")
     if s.BASE_LR <= 0:
         _fail("SOLVER.BASE_LR", s.BASE_LR, "must be positive")
     if s.NAME not in ("Adam", "AdamW", "SGD"):
