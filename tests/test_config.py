@@ -134,6 +134,17 @@ def test_missing_input_files_and_unset_variables(tmp_path, monkeypatch):
         check_input_files(cfg, "test")
 
 
+def test_glob_of_image_slices_is_an_input(tmp_path):
+    """``INFERENCE.IMAGE_NAME slices/*.png`` (a glob of slices, as the README allows) passes the file check."""
+    (tmp_path / "slices").mkdir()
+    (tmp_path / "slices" / "z000.png").write_bytes(b"")
+    cfg = load_cfg(None, ["INFERENCE.IMAGE_NAME", str(tmp_path / "slices" / "*.png")])
+    check_input_files(cfg, "test")
+    cfg = load_cfg(None, ["INFERENCE.IMAGE_NAME", str(tmp_path / "slices" / "*.tif")])
+    with pytest.raises(FileNotFoundError, match=r"INFERENCE.IMAGE_NAME: no input files match .*\*.tif"):
+        check_input_files(cfg, "test")
+
+
 def test_merged_config_is_saved_and_reloads(tmp_path):
     cfg = load_cfg(None, ["SOLVER.BASE_LR", "0.01"])
     path = save_cfg(cfg, str(tmp_path))

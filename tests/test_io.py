@@ -93,3 +93,82 @@ def test_json_tile_errors(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"image": ["a.png"], "depth": 1}))
     with pytest.raises(VolumeError, match="lacks height, width"):
         read_volume(str(tmp_path / "bad.json"))
+
+
+def test_image_stacks_are_read_slice_by_slice(tmp_path, monkeypatch):
+    """A TIFF stack / folder of slices is a lazy (Z, Y, X) volume: a box reads only its slices."""
+    import tifffile
+
+    import connectomics.data.io as io
+
+    volume = np.random.default_rng(3).integers(0, 255, (6, 16, 12), dtype=np.uint8)
+    tifffile.imwrite(str(tmp_path / "stack.tif"), volume, photometric="minisblack")
+    (tmp_path / "slices").mkdir()
+    for z in range(6):
+        tifffile.imwrite(str(tmp_path / "slices" / f"s{z:02d}.tif"), volume[z])
+    (tmp_path / "slices" / ".DS_Store").write_text("not an image")
+    (tmp_path / "slices" / "sub").mkdir()
+    read = []
+    real = io._read_image
+    monkeypatch.setattr(io, "_read_image", lambda path: read.append(path) or real(path))
+    for spec in ("stack.tif", "slices", "slices/*.tif"):
+        with monkeypatch.context() as m:
+            if spec == "stack.tif":  # a multi-page TIFF is read page by page, never whole
+                m.setattr(tifffile, "imread", lambda *a, **k: pytest.fail("the whole stack was read"))
+            with open_volume(str(tmp_path / spec)) as vol:
+                assert vol.shape == (6, 16, 12) and vol.dtype == np.uint8 and not isinstance(vol, np.ndarray)
+                read.clear()
+                np.testing.assert_array_equal(vol[2:4, 3:9, 1:5], volume[2:4, 3:9, 1:5])
+                assert len(read) == (0 if spec == "stack.tif" else 2)  # only the slices of the box
+                np.testing.assert_array_equal(vol[-1], volume[-1])
+                np.testing.assert_array_equal(vol[..., 3], volume[..., 3])
+        np.testing.assert_array_equal(read_volume(str(tmp_path / spec)), volume)
+
+
+def test_single_2d_image_is_a_one_slice_volume(tmp_path):
+    import tifffile
+
+    image = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
+    tifffile.imwrite(str(tmp_path / "one.tif"), image)
+    (tmp_path / "folder").mkdir()
+    tifffile.imwrite(str(tmp_path / "folder" / "z0.tif"), image)
+    for spec in ("one.tif", "folder"):
+        got = read_volume(str(tmp_path / spec), ndim=3)
+        assert got.shape == (1, 12, 10)
+        np.testing.assert_array_equal(got[0], image)
+
+
+def test_json_tiles_take_integer_indices(tmp_path):
+    """Overlays and evaluation read single slices (``vol[z]``) of a JSON tile volume."""
+    import tifffile
+
+    volume = np.random.default_rng(4).integers(0, 255, (3, 20, 30), dtype=np.uint8)
+    for z in range(3):
+        tifffile.imwrite(str(tmp_path / f"z{z}.tif"), volume[z])
+    meta = {"image": [f"z{z}.tif" for z in range(3)], "depth": 3, "height": 20, "width": 30}
+    (tmp_path / "vol.json").write_text(json.dumps(meta))
+    with open_volume(str(tmp_path / "vol.json")) as vol:
+        np.testing.assert_array_equal(vol[1], volume[1])
+        np.testing.assert_array_equal(vol[-1, 2:5], volume[-1, 2:5])
+        np.testing.assert_array_equal(vol[np.int64(0), :, 7], volume[0, :, 7])
+        with pytest.raises(IndexError, match="out of range"):
+            vol[3]
+        with pytest.raises(IndexError, match="step-1"):
+            vol[::2]
+
+
+def test_convert_volume_round_trip_and_keeps_other_datasets(tmp_path):
+    from connectomics.data.convert import convert_volume
+
+    data = np.random.default_rng(0).integers(0, 255, (2, 5, 30, 40), dtype=np.uint8)
+    write_volume(f"{tmp_path / 'probs.h5'}:main", data)
+    convert_volume(f"{tmp_path / 'probs.h5'}:main", str(tmp_path / "probs.zarr"), chunks=(2, 16, 16))
+    with open_volume(str(tmp_path / "probs.zarr")) as z:
+        assert tuple(z.chunks) == (2, 2, 16, 16) and np.array_equal(z[...], data)
+    target = tmp_path / "both.h5"
+    write_volume(f"{target}:image", data[0])
+    with pytest.raises(VolumeError, match="exists.*--overwrite"):
+        convert_volume(str(tmp_path / "probs.zarr"), f"{target}:probs")
+    convert_volume(str(tmp_path / "probs.zarr"), f"{target}:probs", overwrite=True)
+    assert np.array_equal(read_volume(f"{target}:probs"), data)
+    assert np.array_equal(read_volume(f"{target}:image"), data[0])  # not lost

@@ -25,6 +25,7 @@ from connectomics.blockwise.blocks import slices
 from connectomics.blockwise.store import open_array
 from connectomics.data.io import open_volume
 from connectomics.postprocess.cleanup import dense_sizes
+from connectomics.postprocess.maps import check_maps
 from connectomics.postprocess.seeds import label_seeds
 
 
@@ -37,9 +38,14 @@ def backward_offsets(connectivity):
 
 
 def read_maps(maps_spec, box, channels=2):
-    """The first ``channels`` uint8 maps of ``box`` from a (C, Z, Y, X) store: (channels, *box shape)."""
+    """The first ``channels`` maps of ``box`` from a (C, Z, Y, X) store: (channels, *box shape) uint8.
+
+    Float maps in [0, 1] are quantised and integer maps in [0, 255] cast, block by
+    block, as the single-process decoders do with whole volumes.
+    """
     with open_volume(maps_spec) as maps:
-        return np.asarray(maps[(slice(0, channels),) + slices(box)])
+        block = np.asarray(maps[(slice(0, channels),) + slices(box)])
+    return block if block.dtype == np.uint8 else check_maps(block, None, f"{maps_spec} box {list(box)}")
 
 
 def label_block(index, maps_spec, seeds_path, grid, seed_threshold, contour_threshold, connectivity):

@@ -39,8 +39,8 @@ from connectomics.blockwise.components import face_pairs, label_block, provision
 from connectomics.blockwise.segment import (final_block, global_sizes, relabel_table, seed_block, segment_block,
                                             write_block)
 from connectomics.blockwise.store import (SETTINGS, Markers, align_block, check_existing, create_array,
-                                          input_chunks, publish, remove)
-from connectomics.data.io import VolumeError, h5_chunks, open_volume, parse_spec, temporary_name
+                                          input_chunks, input_identity, output_target, publish, remove)
+from connectomics.data.io import VolumeError, copy_other_datasets, h5_chunks, open_volume, parse_spec, temporary_name
 from connectomics.postprocess.decoders import check_params, get_decoder
 
 logger = logging.getLogger(__name__)
@@ -81,9 +81,10 @@ def _check_maps(maps, name, channels):
     if maps.ndim != 4 or maps.shape[0] < channels:
         raise VolumeError(f"{name}: expected (C, Z, Y, X) maps with at least {channels} channels (0 foreground, "
                           f"1 instance contour), got shape {tuple(maps.shape)}")
-    if np.dtype(maps.dtype) != np.uint8:
-        raise VolumeError(f"{name}: blockwise post-processing reads uint8 maps (0..255, as inference writes "
-                          f"them), got {maps.dtype}; convert with scripts/convert_volume.py")
+    dtype = np.dtype(maps.dtype)
+    if dtype.kind not in "uif":  # uint8 as inference writes them; floats in [0, 1] and ints in [0, 255] per block
+        raise VolumeError(f"{name}: expected uint8 maps (0..255), float maps (0..1) or integer maps (0..255), "
+                          f"got {dtype}")
 
 
 class _Run:
@@ -109,21 +110,28 @@ class _Run:
 
 
 def _open_input(input_spec, output_spec, channels, block):
-    """Check the maps and the output name; ``(out_path, out_key, shape, block aligned to the input chunks)``."""
+    """Check the maps and the output name.
+
+    Returns ``(out_path, out_key, shape, block aligned to the input chunks, input id)``
+    (the id: :func:`~connectomics.blockwise.store.input_identity`).
+    """
     out_path, out_key = parse_spec(output_spec)
     if not out_path.lower().endswith((".h5", ".hdf5", ".zarr")):
         raise VolumeError(f"output {output_spec}: expected file.h5[:key] or store.zarr")
+    if out_key and out_path.lower().endswith(".zarr") and os.path.exists(out_path):
+        _require_group(out_path, "")  # fail now, not after the run, if an array store is in the way
     with open_volume(input_spec) as maps:
         _check_maps(maps, str(input_spec), channels)
         shape = tuple(int(n) for n in maps.shape[1:])
         block = align_block(block, input_chunks(maps, str(input_spec)), shape)
-    return out_path, out_key, shape, block
+        identity = input_identity(maps, parse_spec(input_spec)[0])
+    return out_path, out_key, shape, block, identity
 
 
-def _settings(input_spec, shape, block, **extra):
+def _settings(input_spec, identity, shape, block, **extra):
     path, key = parse_spec(input_spec)
-    return dict(stages=STAGES_VERSION, input=os.path.abspath(path), input_key=key, shape=list(shape),
-                block=list(block), **extra)
+    return dict(stages=STAGES_VERSION, input=os.path.abspath(path), input_key=key, input_id=identity,
+                shape=list(shape), block=list(block), **extra)
 
 
 def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", params=None, client=None,
@@ -141,14 +149,15 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
     ``wrap``: see :func:`~connectomics.blockwise.cluster.run_blocks`. Returns the output path.
     """
     check_blockwise(decoder, params or {})
-    params = decoder_defaults(decoder, params)
+    params = decoder_defaults(decoder, params or {})
     use_contour, method, min_seed = PLANS[decoder]
-    out_path, out_key, shape, block = _open_input(input_spec, output_spec, 2 if use_contour else 1, block)
+    out_path, out_key, shape, block, identity = _open_input(input_spec, output_spec, 2 if use_contour else 1,
+                                                            block)
     halo = tuple(int(h) for h in halo)
     if method == "grow":
         halo = tuple(max(h, (d - 1) // 2) for h, d in zip(halo, params["dilation"]))
-    settings = _settings(input_spec, shape, block, decoder=decoder, params=params, halo=list(halo))
-    if check_existing(out_path, settings, overwrite):
+    settings = _settings(input_spec, identity, shape, block, decoder=decoder, params=params, halo=list(halo))
+    if check_existing(out_path, settings, overwrite, key=out_key):
         return out_path
     ctx = _Run(input_spec, out_path, shape, block, settings, client, work_dir, retries, overwrite, on_block_done,
                wrap)
@@ -186,9 +195,9 @@ def components_blockwise(input_spec, output_spec, threshold=0.5, contour_thresho
     :func:`postprocess_blockwise`. Returns the output path.
     """
     channels = 1 if contour_threshold is None else 2
-    out_path, out_key, shape, block = _open_input(input_spec, output_spec, channels, block)
-    settings = _settings(input_spec, shape, block, components=[threshold, contour_threshold, connectivity])
-    if check_existing(out_path, settings, overwrite):
+    out_path, out_key, shape, block, identity = _open_input(input_spec, output_spec, channels, block)
+    settings = _settings(input_spec, identity, shape, block, components=[threshold, contour_threshold, connectivity])
+    if check_existing(out_path, settings, overwrite, key=out_key):
         return out_path
     ctx = _Run(input_spec, out_path, shape, block, settings, client, work_dir, retries, overwrite, on_block_done,
                wrap)
@@ -236,20 +245,44 @@ def _seed_stages(ctx, seed_threshold, contour_threshold, connectivity, min_seed)
 
 
 def _export(ctx, key, make_labels, dtype):
-    """Write ``make_labels(index)`` of every block to the output: zarr in parallel, HDF5 from this process."""
-    grid, tmp = ctx.grid, temporary_name(ctx.out_path)
+    """Write ``make_labels(index)`` of every block to the output: zarr in parallel, HDF5 from this process.
+
+    ``key``: the array of a zarr group / the dataset of an HDF5 file (default
+    ``main``); the group's or file's other members are kept.
+    """
+    grid = ctx.grid
     if ctx.out_path.lower().endswith(".zarr"):
+        target = output_target(ctx.out_path, key)
+        tmp = temporary_name(ctx.out_path) + (f".{key.replace('/', '.')}" if key else "")
         create_array(tmp, grid.shape, grid.block, dtype, ctx.settings)
         export = functools.partial(write_block, make_labels=make_labels, dst_path=tmp, grid=grid)
         ctx.run(export, grid.indices(), stage="export")
-        publish(tmp, ctx.out_path)
+        if key:
+            _require_group(ctx.out_path, os.path.dirname(key))
+        publish(tmp, target)
         return
+    tmp = temporary_name(ctx.out_path)
     remove(tmp)
     os.makedirs(os.path.dirname(os.path.abspath(ctx.out_path)), exist_ok=True)
+    key = key or "main"
     with h5py.File(tmp, "w") as f:
-        f.attrs[SETTINGS] = json.dumps(ctx.settings, sort_keys=True)
-        dset = f.create_dataset(key or "main", shape=grid.shape, dtype=dtype, chunks=h5_chunks(grid.shape),
+        copy_other_datasets(ctx.out_path, f, key)
+        dset = f.create_dataset(key, shape=grid.shape, dtype=dtype, chunks=h5_chunks(grid.shape),
                                 compression="gzip", compression_opts=1)
+        dset.attrs[SETTINGS] = json.dumps(ctx.settings, sort_keys=True)
         for index in tqdm(grid.indices(), unit="block", desc="export", disable=None):
             dset[slices(grid.box(index))] = make_labels(index)
     publish(tmp, ctx.out_path)
+
+
+def _require_group(path, member):
+    """Make ``path`` (and ``path/member``) a zarr group; VolumeError if ``path`` is an array."""
+    import zarr
+
+    try:
+        group = zarr.open_group(path, mode="a")
+    except Exception as err:  # noqa: BLE001 - zarr raises several types for an array in the way
+        raise VolumeError(f"output {path} exists and is not a zarr group ({type(err).__name__}: {err}); "
+                          "name the output store.zarr without a key, or another store") from err
+    if member:
+        group.require_group(member)

@@ -49,32 +49,58 @@ def stored_settings(path):
     return node.attrs.asdict().get(SETTINGS)
 
 
-def check_existing(path, settings, overwrite, what="output"):
-    """True if ``path`` holds a complete result with these settings; remove or refuse another one."""
-    if not os.path.exists(path):
+def output_target(path, key=None):
+    """Where a zarr output's array lives: ``store.zarr`` (an array store) or ``store.zarr/key`` (a group member)."""
+    return os.path.join(path, key) if key else path
+
+
+def check_existing(path, settings, overwrite, what="output", key=None):
+    """True if the output holds a complete result with these settings; remove or refuse another one.
+
+    ``path``: ``store.zarr`` or ``file.h5``; ``key``: the array of a zarr group or
+    the dataset of an HDF5 file (default ``main``). Only that array / dataset
+    counts: the other members of a group or file are never removed (the HDF5
+    export copies them into the new file).
+    """
+    exists, old, readable = _existing_settings(path, key)
+    if not exists:
         return False
-    diff = _difference(stored_settings(path) if path.endswith(".zarr") else _h5_settings(path),
-                       _normalise(settings))
+    diff = _difference(old, _normalise(settings))
     if not diff:
         logger.info("%s %s is already complete; nothing to do", what, path)
         return True
+    name = f"{path}:{key}" if key else path
     if not overwrite:
-        raise ResumeError(f"{what} {path} exists from a run with other settings ({diff}); pass --overwrite "
+        raise ResumeError(f"{what} {name} exists from a run with other settings ({diff}); pass --overwrite "
                           "to replace it, or choose another output name")
-    logger.warning("overwriting %s (%s)", path, diff)
-    remove(path)
+    logger.warning("overwriting %s (%s)", name, diff)
+    if path.lower().endswith(".zarr"):
+        remove(output_target(path, key))
+    elif not readable:
+        remove(path)
     return False
 
 
-def _h5_settings(path):
+def _existing_settings(path, key):
+    """``(exists, settings or None, readable)`` of the output array / dataset ``key`` of ``path``."""
+    if path.lower().endswith(".zarr"):
+        target = output_target(path, key)
+        return os.path.exists(target), stored_settings(target), True
+    if not os.path.exists(path):
+        return False, None, True
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            text = f.attrs.get(SETTINGS)
+            name = key or "main"
+            if name not in f:
+                return False, None, True
+            text = f[name].attrs.get(SETTINGS)
+            if text is None and len(f) == 1:  # written before settings moved to the dataset
+                text = f.attrs.get(SETTINGS)
     except OSError:
-        return None
-    return json.loads(text) if text is not None else None
+        return True, None, False
+    return True, (json.loads(text) if text is not None else None), True
 
 
 SUB_CHUNK = (32, 256, 256)  # target (z, y, x) of the chunks inside a block: halo reads decode little
@@ -140,6 +166,35 @@ def input_chunks(volume, name):
             f"read whole chunks, beyond the {MAX_READ_CHUNK_MIB} MiB bound. Rechunk it first, e.g. "
             f"`python scripts/convert_volume.py {name} OUT.zarr --chunks 64 512 512`")
     return chunks[-3:]
+
+
+def input_identity(volume, name):
+    """A short id of an input's content, stored with the settings of the runs that read it.
+
+    ``volume``: the open zarr array or h5py dataset of ``name``. A store that
+    a run recorded settings in (blockwise inference: model, checkpoint,
+    tiling) is identified by those settings; any other input by the size and
+    modification time of its file (a zarr array: its metadata file). A rerun
+    on maps rewritten since (e.g. inference with another checkpoint) then
+    differs, so a finished output is never reused for new maps.
+    """
+    import hashlib
+
+    attrs = getattr(volume, "attrs", None)
+    recorded = attrs.asdict().get(SETTINGS) if hasattr(attrs, "asdict") else None
+    if recorded is not None:
+        return "settings:" + hashlib.sha1(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
+    store = getattr(volume, "store_path", None)
+    if store is not None:  # zarr: v3 'zarr.json', else v2 '.zarray'
+        folder = os.path.join(str(store.store.root), volume.path)
+        files = [os.path.join(folder, n) for n in ("zarr.json", ".zarray")]
+    else:
+        files = [getattr(getattr(volume, "file", None), "filename", None) or name]
+    for path in files:
+        if os.path.exists(path):
+            stat = os.stat(path)
+            return f"file:{stat.st_size}:{stat.st_mtime_ns}"
+    return None
 
 
 def align_block(block, chunks, shape):

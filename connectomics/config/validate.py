@@ -1,4 +1,5 @@
 """Up-front checks of config values: each error names the key, the value and the rule."""
+import glob
 import os
 import re
 import time
@@ -216,6 +217,8 @@ def _missing(key, spec):
     unset = re.findall(r"\$\{?(\w+)\}?", path)
     if unset:
         return f"config key {key}: environment variable {unset[0]} is not set (path {path})"
+    if any(c in path for c in "*?["):  # a glob of image slices (see connectomics.data.io.read_image_stack)
+        return None if glob.glob(path) else f"config key {key}: no input files match {path}"
     return None if os.path.exists(path) else f"config key {key}: input file not found: {path}"
 
 

@@ -8,7 +8,8 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from connectomics.data.io import H5_EXTENSIONS, VolumeError, atomic_path, h5_chunks, open_volume, parse_spec
+from connectomics.data.io import (H5_EXTENSIONS, VolumeError, atomic_path, copy_other_datasets, h5_chunks,
+                                  open_volume, parse_spec)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def convert_volume(src_spec, dst_spec, chunks=(64, 512, 512), overwrite=False):
                 import h5py
 
                 with h5py.File(tmp, "w") as f:
+                    copy_other_datasets(path, f, key or "main")  # the file's other datasets are kept
                     dst = f.create_dataset(key or "main", shape=shape, dtype=dtype,
                                            chunks=h5_chunks(shape, full_chunks[-3:]), compression="gzip",
                                            compression_opts=1)

@@ -54,8 +54,9 @@ def _check_exists(path):
 def open_volume(spec):
     """Yield an array-like (``.shape``, ``.dtype``, slicing) without reading the volume.
 
-    HDF5 yields the ``h5py.Dataset`` and JSON tiles a ``TileVolume`` (both read
-    lazily); TIFF stacks yield a NumPy array. Raises FileNotFoundError / VolumeError naming the file and key.
+    HDF5 yields the ``h5py.Dataset``, zarr the ``zarr.Array``, JSON tiles a
+    ``TileVolume`` and TIFF stacks / image folders an ``ImageStack`` (all read
+    lazily). Raises FileNotFoundError / VolumeError naming the file and key.
     """
     path, key = parse_spec(spec)
     _check_exists(path)
@@ -112,24 +113,114 @@ def read_volume(spec, dtype=None, ndim=None):
 
 
 def read_image_stack(path):
-    """A TIFF file (multi-page), or a glob / folder of 2D images, as a (Z, Y, X) array."""
+    """A lazy (Z, Y, X) :class:`ImageStack` of a TIFF file (multi-page), or a glob / folder of 2D images."""
     if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*")))
+        files = sorted(f for f in glob.glob(os.path.join(path, "*"))
+                       if os.path.isfile(f) and not os.path.basename(f).startswith("."))
     elif any(c in path for c in "*?["):
-        files = sorted(glob.glob(path))
+        files = sorted(f for f in glob.glob(path) if os.path.isfile(f))
     else:
         files = [path]
     if not files:
         raise FileNotFoundError(f"no image files match {path}")
-    if len(files) == 1 and files[0].lower().endswith(TIFF_EXTENSIONS):
+    return ImageStack(path, files)
+
+
+def index_box(key, shape, name):
+    """``(box, squeeze)`` of a NumPy-style ``key`` into a (Z, Y, X) volume of ``shape``.
+
+    ``key``: integers, step-1 slices or Ellipsis (per axis); ``box``: ((z0, z1),
+    (y0, y1), (x0, x1)); ``squeeze``: the axes an integer index removes. Raises
+    IndexError naming the volume for anything else.
+    """
+    if key is Ellipsis:
+        key = ()
+    if not isinstance(key, tuple):
+        key = (key,)
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (3 - len(key) + 1) + key[at + 1:]
+    if len(key) > 3:
+        raise IndexError(f"{name}: too many indices for a 3D volume: {key}")
+    key = key + (slice(None),) * (3 - len(key))
+    box, squeeze = [], []
+    for axis, (k, n) in enumerate(zip(key, shape)):
+        if isinstance(k, (int, np.integer)):
+            i = int(k) + n if k < 0 else int(k)
+            if not 0 <= i < n:
+                raise IndexError(f"{name}: index {int(k)} is out of range for axis {axis} of size {n}")
+            box.append((i, i + 1))
+            squeeze.append(axis)
+            continue
+        if not isinstance(k, slice) or k.step not in (None, 1):
+            raise IndexError(f"{name}: only integers and step-1 slices can index this volume, got {k!r}")
+        start, stop, _ = k.indices(n)
+        box.append((start, max(start, stop)))
+    return box, tuple(squeeze)
+
+
+class ImageStack:
+    """Array-like (Z, Y, X) view of image slices: ``.shape``, ``.dtype``, ``vol[z0:z1, y0:y1, x0:x1]``.
+
+    ``files``: one multi-page TIFF (one page per z slice; a single 2D image is
+    a 1-slice volume), or one 2D image per z slice. Each read loads only the
+    slices it touches, so a block of a huge stack never needs the whole stack
+    in memory. Integer indices drop their axis, as in NumPy.
+    """
+
+    def __init__(self, path, files):
+        self.path, self.files, self.ndim = path, list(files), 3
+        self._whole = None  # a TIFF whose pages are not its z slices is read once, whole
+        self._tiff = len(self.files) == 1 and self.files[0].lower().endswith(TIFF_EXTENSIONS)
+        if self._tiff:
+            self._tiff_layout(self.files[0])
+        else:
+            first = self._slice(0)
+            self.shape, self.dtype = (len(self.files),) + first.shape, first.dtype
+
+    def _tiff_layout(self, path):
         import tifffile
 
-        return tifffile.imread(files[0])
-    slices = [_read_image(f) for f in files]
-    shapes = {s.shape for s in slices}
-    if len(shapes) != 1:
-        raise VolumeError(f"images under {path} differ in shape: {sorted(shapes)}")
-    return np.stack(slices)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, self.dtype, n_pages = tuple(series.shape), np.dtype(series.dtype), len(series.pages)
+        self.shape = (1,) + shape if len(shape) == 2 else shape
+        if len(self.shape) != 3:
+            raise VolumeError(f"{path}: expected a (Z, Y, X) grey-value stack, got TIFF data of shape {shape}")
+        if n_pages != self.shape[0]:  # e.g. a volume in one ImageJ page
+            self._whole = tifffile.imread(path).reshape(self.shape)
+
+    def _slice(self, z):
+        image = _read_image(self.files[z])
+        if image.ndim != 2:
+            raise VolumeError(f"{self.files[z]}: expected a 2D image, got shape {image.shape}")
+        if z and image.shape != self.shape[1:]:
+            raise VolumeError(f"images under {self.path} differ in shape: {self.files[z]} is {image.shape}, "
+                              f"{self.files[0]} is {self.shape[1:]}")
+        return image
+
+    def __getitem__(self, key):
+        box, squeeze = index_box(key, self.shape, self.path)
+        (z0, z1), (y0, y1), (x0, x1) = box
+        if self._whole is not None:
+            out = self._whole[z0:z1, y0:y1, x0:x1]
+        else:
+            out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
+            if self._tiff and z1 > z0:
+                import tifffile
+
+                with tifffile.TiffFile(self.files[0]) as tif:
+                    pages = tif.series[0].pages
+                    for z in range(z0, z1):
+                        out[z - z0] = pages[z].asarray().reshape(self.shape[1:])[y0:y1, x0:x1]
+            else:
+                for z in range(z0, z1):
+                    out[z - z0] = self._slice(z)[y0:y1, x0:x1]
+        return out.squeeze(axis=squeeze) if squeeze else out
+
+    def __array__(self, dtype=None, copy=None):
+        data = self[...]
+        return data.astype(dtype) if dtype is not None else data
 
 
 def _read_image(path):
@@ -185,6 +276,23 @@ def h5_chunks(shape, target=(32, 256, 256)):
     return tuple([1] * lead + [max(1, min(s, t)) for s, t in zip(shape[lead:], target)])
 
 
+def copy_other_datasets(path, out, key):
+    """Copy the members of the existing HDF5 file ``path`` other than ``key`` into the open file ``out``.
+
+    How an HDF5 output ``file.h5:key`` is replaced atomically without losing the file's
+    other datasets: they go into the temporary file first. Nothing happens if ``path``
+    does not exist.
+    """
+    if not os.path.exists(path):
+        return
+    with h5py.File(path, "r") as old:
+        for name in old:
+            if name != key:
+                old.copy(name, out)
+    if key in out:  # a nested key ('group/seg') came with its group
+        del out[key]
+
+
 def write_volume(spec, array, compression="gzip", level=4):
     """Write ``array`` to ``file.h5[:key]`` (default key ``main``) atomically, chunked and compressed.
 
@@ -197,11 +305,7 @@ def write_volume(spec, array, compression="gzip", level=4):
         raise VolumeError(f"can only write HDF5 volumes (.h5), not {path}")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as out:
-            if os.path.exists(path):
-                with h5py.File(path, "r") as old:
-                    for name in old:
-                        if name != key:
-                            old.copy(name, out)
+            copy_other_datasets(path, out, key)
             opts = {"compression": compression, "compression_opts": level} if compression == "gzip" else {
                 "compression": compression}
             chunks = h5_chunks(array.shape) if array.ndim >= 3 and array.size else None

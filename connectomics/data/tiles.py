@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from connectomics.data.io import VolumeError, _read_image
+from connectomics.data.io import VolumeError, _read_image, index_box
 
 _REQUIRED = ("image", "depth", "height", "width")
 
@@ -38,7 +38,7 @@ def load_descriptor(path):
 class TileVolume:
     """Array-like view of a tiled stack: ``.shape``, ``.dtype``, ``vol[z0:z1, y0:y1, x0:x1]``.
 
-    Only basic slices with step 1 are supported; each read loads the tiles it
+    Integers and step-1 slices are supported (integers drop their axis); each read loads the tiles it
     touches. ``tile_ratio != 1`` resizes tiles (order 1 for uint8 images, order 0
     for labels) as the predecessor did.
     """
@@ -69,22 +69,10 @@ class TileVolume:
             tile = zoom(tile, self.tile_ratio, order=order)
         return tile
 
-    def _box(self, key):
-        if key is Ellipsis:
-            key = ()
-        if not isinstance(key, tuple):
-            key = (key,)
-        key = key + (slice(None),) * (3 - len(key))
-        box = []
-        for k, n in zip(key, self.shape):
-            if not isinstance(k, slice) or k.step not in (None, 1):
-                raise IndexError("TileVolume supports only step-1 slices")
-            start, stop, _ = k.indices(n)
-            box.append((start, max(start, stop)))
-        return box
-
     def __getitem__(self, key):
-        (z0, z1), (y0, y1), (x0, x1) = self._box(key)
+        """The voxels of ``key`` (integers and step-1 slices; integers drop their axis, as NumPy)."""
+        box, squeeze = index_box(key, self.shape, self.path)
+        (z0, z1), (y0, y1), (x0, x1) = box
         out = np.zeros((z1 - z0, y1 - y0, x1 - x0), self.dtype)
         size = self.tile_size
         for z in range(z0, z1):
@@ -97,7 +85,7 @@ class TileVolume:
                     if sy1 > sy0 and sx1 > sx0:
                         out[z - z0, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = tile[
                             sy0 - ty0:sy1 - ty0, sx0 - tx0:sx1 - tx0]
-        return out
+        return out.squeeze(axis=squeeze) if squeeze else out
 
     def __array__(self, dtype=None, copy=None):
         data = self[...]
