@@ -164,3 +164,35 @@ def test_pre_model_may_be_a_plain_state_dict(tmp_path):
     with pytest.raises(CheckpointMismatchError, match="bias"):
         load_model_weights(torch.nn.Conv3d(1, 2, 3, bias=False),
                            read_checkpoint(str(tmp_path / "weights.pth"), bare=True), "conv")
+
+
+def test_restarted_run_resumes_its_own_checkpoints(tmp_path):
+    """SOLVER.ITERATION_RESTART: the first start takes --checkpoint's weights at iteration 0; once the
+    run has saved its own checkpoint, the same command resumes that one (a kill loses nothing)."""
+    from connectomics.config import load_cfg
+    from connectomics.engine.checkpoint import save_checkpoint
+    from connectomics.engine.solver import build_lr_scheduler, build_optimizer
+    from connectomics.engine.train import _resume
+    from connectomics.model import build_model
+
+    cfg = load_cfg(None, ["MODEL.FILTERS", "[2, 4]", "DATASET.OUTPUT_PATH", str(tmp_path / "run"),
+                          "SOLVER.ITERATION_RESTART", "True"])
+
+    def fresh():
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        optimizer = build_optimizer(cfg, model)
+        return model, optimizer, build_lr_scheduler(cfg, optimizer)
+
+    other, optimizer, scheduler = fresh()
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    source = str(tmp_path / "elsewhere" / "checkpoint_005000.pth.tar")
+    save_checkpoint(source, other, optimizer, scheduler, 5000, cfg.MODEL.ARCHITECTURE)
+    model, optimizer, scheduler = fresh()
+    assert _resume(cfg, source, model, optimizer, scheduler, None) == 0
+    assert torch.equal(next(model.parameters()), next(other.parameters()))
+    save_checkpoint(str(tmp_path / "run" / "checkpoint_000040.pth.tar"), model, optimizer, scheduler, 40,
+                    cfg.MODEL.ARCHITECTURE)
+    model, optimizer, scheduler = fresh()
+    assert _resume(cfg, source, model, optimizer, scheduler, None) == 40  # the same command after a kill

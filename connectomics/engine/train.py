@@ -88,15 +88,26 @@ def _tensorboard(cfg, folder):
 
 
 def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
+    """Load the starting state; return the iteration to start at.
+
+    The output folder's own newest checkpoint wins when ``checkpoint`` is None, and also
+    under SOLVER.ITERATION_RESTART: a restarted run that has saved checkpoints resumes them
+    when the same command is run again (after a kill), instead of restarting once more.
+    """
     folder = cfg.DATASET.OUTPUT_PATH
-    if checkpoint is None and not cfg.SOLVER.ITERATION_RESTART:
-        checkpoint = latest_checkpoint(folder)
+    own, restart = latest_checkpoint(folder), cfg.SOLVER.ITERATION_RESTART
+    if restart and own:
+        logger.info("SOLVER.ITERATION_RESTART: %s already holds checkpoints of this run; resuming %s "
+                    "(use another DATASET.OUTPUT_PATH to restart again)", folder, own)
+        checkpoint, restart = own, False
+    elif checkpoint is None and not restart:
+        checkpoint = own
         if checkpoint:
             logger.info("resuming from the latest checkpoint in the output folder: %s", checkpoint)
     if checkpoint:
         state = read_checkpoint(checkpoint)
         load_model_weights(model, state, cfg.MODEL.ARCHITECTURE, checkpoint)
-        return restore_training_state(state, optimizer, scheduler, scaler, cfg.SOLVER.ITERATION_RESTART, model)
+        return restore_training_state(state, optimizer, scheduler, scaler, restart, model)
     if cfg.MODEL.PRE_MODEL:
         load_model_weights(model, read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True), cfg.MODEL.ARCHITECTURE,
                            cfg.MODEL.PRE_MODEL)
