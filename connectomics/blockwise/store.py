@@ -185,8 +185,11 @@ def input_identity(volume, name):
     if recorded is not None:
         return "settings:" + hashlib.sha1(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
     store = getattr(volume, "store_path", None)
-    if store is not None:  # zarr: v3 'zarr.json', else v2 '.zarray'
-        folder = os.path.join(str(store.store.root), volume.path)
+    if store is not None:  # zarr: v3 'zarr.json', else v2 '.zarray' (a store that is not a local folder: no id)
+        root = getattr(getattr(store, "store", None), "root", None)
+        if root is None:
+            return None
+        folder = os.path.join(str(root), volume.path)
         files = [os.path.join(folder, n) for n in ("zarr.json", ".zarray")]
     else:
         files = [getattr(getattr(volume, "file", None), "filename", None) or name]
