@@ -260,5 +260,5 @@ def test_writer_thread_errors_reach_the_caller(tmp_path):
         writer.submit(np.zeros((3, 4, 8, 8), np.uint8), chunk)  # other channel count: the thread fails
         with pytest.raises(ResumeError, match="2 channels, the model gives 3"):
             writer.close()
-        writer.abort()  # cleanup after the error raises nothing
+        writer.join()  # cleanup after the error raises nothing
         assert int(f["done"][...].sum()) == 1

@@ -1,5 +1,4 @@
 """Training hooks: checkpoints, logging (console, log.txt, tensorboard, PNG curve), validation."""
-import csv
 import logging
 import os
 import shutil
@@ -7,6 +6,7 @@ import shutil
 import numpy as np
 
 from connectomics.engine.checkpoint import checkpoint_path, pending_gradients, save_checkpoint
+from connectomics.engine.scores import append_score, read_scores
 from connectomics.engine.trainer import Hook
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ class ValidationHook(Hook):
     """Every ``period`` iterations: ``validate(model) -> summary dict``; keep ``best.pth.tar``.
 
     ``validate`` runs sliding-window inference + post-processing + AP-75 in-process.
-    Results are appended to ``validation.csv`` and plotted to ``validation_ap.png``.
+    Results are recorded in ``validation.csv`` (``iteration,AP75,AP50``, the layout of the
+    scores CSV) and plotted to ``validation_ap.png``; ``metric`` (AP75 or AP50) picks the best.
     """
 
     def __init__(self, period, validate, folder, checkpointer, writer=None, metric="AP75"):
@@ -110,24 +111,8 @@ class ValidationHook(Hook):
         self.best = max((row[1] for row in self._rows()), default=-np.inf)
 
     def _rows(self):
-        if not os.path.exists(self.csv_path):
-            return []
-        with open(self.csv_path, encoding="utf-8") as f:
-            return [(int(r["iteration"]), float(r[self.metric])) for r in csv.DictReader(f)]
-
-    def _record(self, iteration, value, ap50):
-        """Write the row of ``iteration`` into validation.csv (sorted; a row of the same iteration,
-        left by a killed run that is now redoing it, is replaced), atomically."""
-        from connectomics.data.io import atomic_path
-
-        rows = {}
-        if os.path.exists(self.csv_path):
-            with open(self.csv_path, encoding="utf-8") as f:
-                rows = {int(r["iteration"]): (r[self.metric], r["AP50"]) for r in csv.DictReader(f)}
-        rows[iteration] = (f"{value:.6f}", f"{ap50:.6f}")
-        with atomic_path(self.csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(f"iteration,{self.metric},AP50\n")
-            f.writelines(f"{it},{v},{a}\n" for it, (v, a) in sorted(rows.items()))
+        """``[(iteration, metric)]`` of validation.csv, by iteration."""
+        return sorted((it, scores[self.metric]) for it, scores in read_scores(self.csv_path).items())
 
     def run(self, trainer):
         summary = self.validate(trainer.model)
@@ -135,7 +120,8 @@ class ValidationHook(Hook):
         value = float(summary[self.metric])
         logger.info("[iter %06d] validation %s=%.4f (AP50=%.4f)", trainer.iter, self.metric, value,
                     summary.get("AP50", float("nan")))
-        self._record(trainer.iter, value, summary.get("AP50", float("nan")))
+        # a row of the same iteration (a killed run redoing it) is replaced, atomically
+        append_score(self.csv_path, trainer.iter, {"AP75": summary["AP75"], "AP50": summary.get("AP50", float("nan"))})
         if self.writer is not None:
             self.writer.add_scalar(f"val/{self.metric}", value, trainer.iter)
         if value > self.best:

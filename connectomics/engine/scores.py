@@ -10,6 +10,8 @@ import json
 import logging
 import os
 
+from connectomics.evaluation.report import SCORES_HEADER
+
 logger = logging.getLogger(__name__)
 
 SCORES_CSV = "sum_results_map75.csv"  # one row per scored checkpoint: iteration,AP75,AP50
@@ -59,7 +61,7 @@ def append_score(csv_path, iteration, summary):
             lines = [ln.rstrip("\n") for ln in f if ln.strip()]
     lines = [ln for ln in lines if ln.split(",")[0].strip() != str(int(iteration))]
     if not lines:
-        lines = ["iteration,AP75,AP50"]
+        lines = [SCORES_HEADER]
     lines.append(f"{int(iteration)},{summary['AP75']:.6f},{summary['AP50']:.6f}")
     with atomic_path(csv_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

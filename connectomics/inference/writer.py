@@ -152,14 +152,14 @@ def _predict_chunks(predictor, volume, input_spec, tiling, todo, f, compression,
         source = read(0)
         for k, index in enumerate(todo):
             chunk = tiling.chunk(index)
-            block = _named(input_spec, predictor.predict_chunk, volume, chunk, workspace, source)
+            block = predictor.predict_chunk(volume, chunk, workspace, source)  # ``source`` is read and checked
             source = read(k + 1)
             writer.submit(np.array(block), chunk)  # a copy: ``block`` views the reused workspace
             report(writer.completed())
         writer.close()
         report(writer.completed())
     finally:
-        writer.abort()  # after an error: the chunks already computed still reach the disk
+        writer.join()  # also after an error: the chunks already computed still reach the disk
 
 
 def _named(input_spec, fn, *args):
@@ -213,15 +213,13 @@ class ChunkWriter:
         return chunks
 
     def close(self):
-        """Wait until every queued chunk is on disk."""
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
+        """Wait until every queued chunk is on disk; raise the thread's error if it had one."""
+        self.join()
         self._check()
 
-    def abort(self):
-        """Cleanup after an error elsewhere: finish the chunks already queued (they are computed),
-        wait for the thread; raises nothing. A failed thread has dropped them already."""
+    def join(self):
+        """Finish the chunks already queued (they are computed) and stop the thread; raises
+        nothing, so it serves as cleanup after an error elsewhere. A failed thread has dropped them."""
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join()
