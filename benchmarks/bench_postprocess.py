@@ -13,6 +13,8 @@ reports time and peak RSS above the loaded inputs.
 * seed_agglomerate (ours) vs the predecessor's affinity route (int32 seeds,
   float32 affinities, waterz, grey dilation, remove_small_objects).
 * the other decoders: ours only.
+* the instance confidence table (mean foreground per instance,
+  ``postprocess.confidence``) of the bc_watershed output, against that decode.
 
 Times: wall and CPU seconds (medians); every decode is single-threaded, so on
 a shared machine the CPU time is the steadier measure of its cost, and the
@@ -35,6 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.postprocess import DECODERS, decode  # noqa: E402
+from connectomics.postprocess.confidence import instance_confidence  # noqa: E402
 from connectomics.postprocess.testing import (_remove_small_objects, label_agreement, maps_from_labels,  # noqa: E402
                                               random_ellipsoids, skimage_bc_watershed)
 
@@ -82,10 +85,14 @@ def waterz_seed_agglomerate(maps, seed_threshold=0.9, contour_threshold=0.8, min
 def run_child(kind, decoder, maps_path, out_path):
     """In the child: load, decode, save; print one JSON line."""
     maps = np.load(maps_path)
+    if kind == "confidence":  # the table of the bc_watershed output (measured before)
+        instances = np.load(os.path.join(os.path.dirname(out_path), "ours_bc_watershed.npy"))
     exact = _reset_peak()
     rss_inputs = _status("VmRSS") if exact else _status("VmHWM")
     started, cpu_started = time.perf_counter(), time.process_time()
-    if kind == "ours":
+    if kind == "confidence":
+        labels = instance_confidence(instances, maps)
+    elif kind == "ours":
         labels = decode(maps, decoder)
     elif decoder == "bc_watershed":
         labels = skimage_bc_watershed(maps)
@@ -184,6 +191,11 @@ def main(argv=None):
         report_row(f"ours {decoder}", ours, voxels, count(np.load(ours["labels"])))
         if base_runs:
             compare(decoder, ours, median_run(base_runs), voxels)
+        if decoder == "bc_watershed":
+            table = median_run([measure("confidence", decoder, maps_path, args.workdir) for _ in range(args.repeats)])
+            report_row("instance confidence", table, voxels, len(np.load(table["labels"])))
+            print(f"  -> instance confidence: {table['cpu'] / voxels * 1e9:.1f} ns/voxel, "
+                  f"{table['cpu'] / ours['cpu']:.2f}x the CPU time of the bc_watershed decode")
     return 0
 
 

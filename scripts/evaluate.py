@@ -31,7 +31,8 @@ def get_parser():
     parser.add_argument("-gt", "--gt-seg", required=True, metavar="GT.h5[:key]", help="ground-truth instances")
     parser.add_argument("-p", "--predict-seg", required=True, metavar="PRED.h5[:key]", help="predicted instances")
     parser.add_argument("-ps", "--predict-score", default="", metavar="SCORES",
-                        help="N x 2 [id, score] (.txt or .h5); default: score = instance voxel count")
+                        help="N x 2 [id, score] (.txt or .h5), e.g. the instances_scores.txt post-processing "
+                             "writes (mean foreground probability); default: score = instance voxel count")
     parser.add_argument("-th", "--threshold", default="5e3, 3e4",
                         help="small/medium and medium/large voxel bounds (default: '5e3, 3e4')")
     parser.add_argument("-thc", "--threshold-crumb", type=int, default=2000,

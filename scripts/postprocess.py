@@ -11,7 +11,9 @@ globally consistent ids; a killed run resumes at the first unfinished block.
 
 Input: (2, Z, Y, X) maps, channel 0 foreground, channel 1 instance contour, uint8 0..255 (as
 inference writes them) or float in [0, 1] (quantised as floor(255 * p + 0.5)). Output: dataset
-`main` (unless named), uint32 ids 1..N, 0 = background, written atomically.
+`main` (unless named), uint32 ids 1..N, 0 = background, written atomically; beside it
+`<output>_scores.txt`, the mean foreground probability of every instance (`id score` rows), which
+`scripts/evaluate.py -ps` takes to rank predictions by confidence instead of size.
 """
 import argparse
 import logging
@@ -51,6 +53,7 @@ def main(argv=None):
     from connectomics.blockwise.build import connect_from_cfg, postprocess_from_cfg, use_blockwise
     from connectomics.engine.errors import USER_ERRORS
     from connectomics.postprocess import build_decoder, postprocess_file
+    from connectomics.postprocess.confidence import write_instance_confidence
 
     opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
     try:
@@ -60,6 +63,7 @@ def main(argv=None):
                 postprocess_from_cfg(cfg, args.input, args.output, client, overwrite=args.overwrite)
         else:
             postprocess_file(args.input, args.output, build_decoder(cfg))
+        write_instance_confidence(args.output, args.input)
     except USER_ERRORS + (ValueError,) as err:
         logger.error("%s", err)
         return 2

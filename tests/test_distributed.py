@@ -24,3 +24,19 @@ def test_two_processes_match_one(tmp_path):
     assert one.keys() == two.keys()
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    """One process per GPU: LOCAL_RANK 1 on a node that shows one GPU fails before touching CUDA."""
+    import pytest
+
+    from connectomics.config import ConfigError
+    from connectomics.engine.distributed import init_distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("set_device was reached"))
+    with pytest.raises(ConfigError, match=r"LOCAL_RANK 1 \(2 processes in all\).*1 GPU\(s\).*--nproc_per_node <= 1"):
+        init_distributed(torch.device("cuda"))

@@ -66,8 +66,9 @@ def test_main_trains_infers_and_prints_ap_table(trained):
                  "training_curve.png"):
         assert (out / name).exists(), name
     assert "AP-75" in result.stdout and "GT instances" in result.stdout
-    for name in ("probs.h5", "instances.h5", "eval_map.txt", "eval.json", "overlay.png"):
+    for name in ("probs.h5", "instances.h5", "instances_scores.txt", "eval_map.txt", "eval.json", "overlay.png"):
         assert (out / "inference" / name).exists(), name
+    assert "ranked by voxel count (EVAL.SCORE size" in result.stdout
     assert sorted(losses(out / "log.txt")) == [1, 2, 3, 4, 5, 6]
 
 
@@ -147,11 +148,14 @@ def test_blockwise_inference_through_main_equals_the_single_process_run(trained,
     out = tmp_path / "blockwise"
     result = run_main("--config-file", config, "--inference", "--scheduler", "inprocess", "--opts",
                       "INFERENCE.OUTPUT_PATH", str(out), "INFERENCE.CHUNK_SIZE", "[4, 32, 32]",
-                      "BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]", "BLOCKWISE.HALO", "[16, 64, 64]", timeout=600)
+                      "BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]", "BLOCKWISE.HALO", "[16, 64, 64]",
+                      "EVAL.SCORE", "foreground", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     single = tmp / "outputs" / "Synthetic-BC" / "inference"
     assert np.array_equal(read_volume(str(out / "probs.zarr")), read_volume(str(single / "probs.h5")))
     assert np.array_equal(read_volume(str(out / "instances.h5")), read_volume(str(single / "instances.h5")))
+    assert (out / "instances_scores.txt").read_text() == (single / "instances_scores.txt").read_text()
+    assert "ranked by mean foreground probability" in result.stdout
     assert "AP-75" in result.stdout and (out / "overlay.png").exists()
     assert not [name for name in os.listdir(out) if name.startswith(".")]  # no partial stores, no work folders
 
@@ -227,3 +231,41 @@ def test_synthetic_data_error_exits_cleanly(tmp_path):
                       str(tmp_path / "image.h5"), "DATASET.LABEL_NAME", label, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "label.h5 exists but its partner is missing" in result.stderr
+
+
+def test_training_validation_ranks_by_the_configured_score(trained, monkeypatch):
+    """The validator hands the evaluator the instance confidence table with EVAL.SCORE foreground."""
+    import connectomics.evaluation
+    from connectomics.config import load_cfg
+    from connectomics.data.dataset import prepare_image
+    from connectomics.data.io import read_volume
+    from connectomics.engine.infer import load_inference_model
+    from connectomics.engine.train import make_validator
+    from connectomics.inference import build_predictor, predict_volume
+    from connectomics.postprocess import build_decoder
+    from connectomics.postprocess.confidence import instance_confidence
+
+    real, seen = connectomics.evaluation.evaluate_volumes, []
+
+    def spy(gt, pred, scores=None, **kwargs):
+        seen.append(scores)
+        return real(gt, pred, scores=scores, **kwargs)
+
+    monkeypatch.setattr(connectomics.evaluation, "evaluate_volumes", spy)
+    tmp, config, _ = trained
+    data = str(tmp / "datasets" / "synthetic" / "test.h5")
+    checkpoint = str(tmp / "outputs" / "Synthetic-BC" / "checkpoint_000006.pth.tar")
+    device = torch.device("cpu")
+    for score in ("size", "foreground"):
+        cfg = load_cfg(config, ["DATASET.VAL_IMAGE_NAME", data + ":image", "DATASET.VAL_LABEL_NAME", data + ":label",
+                                "EVAL.SCORE", score, "POSTPROCESS.MIN_SIZE", "20", "SYSTEM.ROOT_DIR", str(tmp),
+                                "POSTPROCESS.SEED_THRESHOLD", "0.3", "POSTPROCESS.FOREGROUND_THRESHOLD", "0.2",
+                                "POSTPROCESS.CONTOUR_THRESHOLD", "1.0"])
+        model, _ = load_inference_model(cfg, checkpoint, device)
+        summary = make_validator(cfg, device)(model)
+        assert summary["n_pred"] > 0
+        probs = predict_volume(build_predictor(cfg, model, device), prepare_image(read_volume(data + ":image"), data))
+        if score == "size":
+            assert seen[-1] is None
+        else:
+            np.testing.assert_array_equal(seen[-1], instance_confidence(build_decoder(cfg)(probs), probs))

@@ -212,6 +212,7 @@ _C.EVAL.AREA_THRESHOLDS = [5e3, 3e4]  # small / medium / large bin edges (voxels
 _C.EVAL.CRUMB_SIZE = 2000  # GT instances smaller than this are dropped, official -thc
 _C.EVAL.CHUNK_SLICES = 100  # slices read at a time, official -cz (bounds memory)
 _C.EVAL.OUTPUT_PREFIX = "eval"  # report prefix inside INFERENCE.OUTPUT_PATH
+_C.EVAL.SCORE = "size"  # rank predictions by: size (voxel count, as the challenge) | foreground (mean probability)
 
 
 def get_cfg_defaults():

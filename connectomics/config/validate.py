@@ -20,6 +20,9 @@ MODEL_NAMES = {
 }
 
 
+SCORES = ("size", "foreground")  # EVAL.SCORE: voxel count (the challenge) | mean foreground probability
+
+
 def _fail(key, value, rule):
     raise ValueError(f"config key {key} = {value!r}: {rule}")
 
@@ -157,6 +160,8 @@ def _validate_eval(e):
         _fail("EVAL.CHUNK_SLICES", e.CHUNK_SLICES, "must be >= 1 (slices read at a time)")
     if e.CRUMB_SIZE < 0:
         _fail("EVAL.CRUMB_SIZE", e.CRUMB_SIZE, "must be >= 0 (voxels)")
+    if e.SCORE not in SCORES:
+        _fail("EVAL.SCORE", e.SCORE, f"must be {' or '.join(SCORES)} (how predictions are ranked)")
 
 
 def _validate_augmentor(aug):

@@ -30,6 +30,13 @@ def init_distributed(device):
     if size == 1:
         return device
     if device.type == "cuda":
+        visible = torch.cuda.device_count()
+        if local >= visible:
+            from connectomics.config import ConfigError
+
+            raise ConfigError(f"torchrun started a process with LOCAL_RANK {local} ({size} processes in all), but "
+                              f"this node shows {visible} GPU(s): use --nproc_per_node <= {visible} (one process "
+                              "per GPU), or CUDA_VISIBLE_DEVICES to pick the GPUs")
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     if not dist.is_initialized():

@@ -71,12 +71,14 @@ def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=No
     """Inference -> post-processing -> evaluation for one volume; returns the summary or None."""
     from connectomics.inference import infer_volume_to_file
     from connectomics.postprocess import postprocess_file
+    from connectomics.postprocess.confidence import write_instance_confidence
 
     os.makedirs(folder, exist_ok=True)
     probs = os.path.join(folder, cfg.INFERENCE.OUTPUT_NAME)
     infer_volume_to_file(predictor, image_spec, probs, tuple(cfg.INFERENCE.CHUNK_SIZE), overwrite=overwrite)
     instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
     postprocess_file(probs, instances, decode)
+    write_instance_confidence(instances, probs)
     return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
 
 
@@ -85,6 +87,7 @@ def run_volume_blockwise(cfg, client, checkpoint, device, image_spec, gt_spec, f
     """:func:`run_volume` on Dask: zarr maps (``probs.zarr``) and blockwise post-processing."""
     from connectomics.blockwise import infer_blockwise
     from connectomics.blockwise.build import postprocess_from_cfg, zarr_name
+    from connectomics.postprocess.confidence import write_instance_confidence
 
     os.makedirs(folder, exist_ok=True)
     probs = os.path.join(folder, zarr_name(cfg.INFERENCE.OUTPUT_NAME))
@@ -92,19 +95,27 @@ def run_volume_blockwise(cfg, client, checkpoint, device, image_spec, gt_spec, f
                     overwrite=overwrite)
     instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
     postprocess_from_cfg(cfg, probs, instances, client, overwrite=overwrite)
+    write_instance_confidence(instances, probs)
     return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
 
 
 def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None):
-    """Overlay PNG, then AP-75 (table, reports, scores CSV row) if there is ground truth; the summary or None."""
+    """Overlay PNG, then AP-75 (table, reports, scores CSV row) if there is ground truth; the summary or None.
+
+    EVAL.SCORE foreground ranks the predictions by the score file post-processing wrote beside
+    ``instances`` (mean foreground probability); size by voxel count.
+    """
     from connectomics.evaluation import evaluate_volumes, format_table, write_reports
+    from connectomics.postprocess.confidence import scores_path
 
     logger.info("instances: %s", instances)
     save_overlay(image_spec, instances, gt_spec, os.path.join(folder, "overlay.png"))
     if not gt_spec:
         return None
-    result = evaluate_volumes(gt_spec, instances, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
+    scores = scores_path(instances) if cfg.EVAL.SCORE == "foreground" else None
+    result = evaluate_volumes(gt_spec, instances, scores=scores, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
                               crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES)
+    result.notes.append(score_note(cfg.EVAL.SCORE))
     write_reports(result, os.path.join(folder, cfg.EVAL.OUTPUT_PREFIX), iteration=iteration)
     print(format_table(result), flush=True)
     if iteration is not None:
@@ -112,6 +123,13 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None):
         use_score_settings(csv_path, score_settings(cfg, image_spec, gt_spec))
         append_score(csv_path, iteration, result.summary)
     return result.summary
+
+
+def score_note(score):
+    """The report line that says how predictions were ranked (EVAL.SCORE)."""
+    if score == "foreground":
+        return "predictions ranked by mean foreground probability (EVAL.SCORE foreground; the challenge ranks by size)"
+    return "predictions ranked by voxel count (EVAL.SCORE size, as the challenge)"
 
 
 def check_decoder(cfg, blockwise=False):

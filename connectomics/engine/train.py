@@ -64,6 +64,7 @@ def make_validator(cfg, device):
     from connectomics.evaluation import evaluate_volumes
     from connectomics.inference import build_predictor, predict_volume
     from connectomics.postprocess import build_decoder
+    from connectomics.postprocess.confidence import instance_confidence
 
     spec = split_names(cfg.DATASET.VAL_IMAGE_NAME)[0]
     image = prepare_image(read_volume(spec), spec)
@@ -72,8 +73,11 @@ def make_validator(cfg, device):
 
     def validate(model):
         predictor = build_predictor(cfg, unwrap(model), device)
-        pred = decode(predict_volume(predictor, image))
-        return evaluate_volumes(gt_spec, pred, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
+        probs = predict_volume(predictor, image)
+        pred = decode(probs)
+        scores = instance_confidence(pred, probs) if cfg.EVAL.SCORE == "foreground" else None
+        del probs
+        return evaluate_volumes(gt_spec, pred, scores=scores, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
                                 crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES).summary
 
     return validate

@@ -2,10 +2,12 @@
 
 ``decode(probs, decoder='bc_watershed', **params)`` and the ``DECODERS``
 registry are plain functions on arrays; ``build_decoder(cfg)`` is the config
-door; ``postprocess_file(input_spec, output_spec, decode_fn)`` works on files.
+door; ``postprocess_file(input_spec, output_spec, decode_fn)`` works on files;
+``instance_confidence(labels, maps)`` scores each instance by its mean foreground probability.
 """
 from connectomics.postprocess.build import build_decoder, decoder_params
 from connectomics.postprocess.cleanup import instance_sizes, label_dtype, remove_small_instances
+from connectomics.postprocess.confidence import instance_confidence, write_instance_confidence
 from connectomics.postprocess.decoders import (DECODERS, bc_connected, bc_watershed, binary_watershed, decode,
                                                seed_agglomerate, watershed_agglomerate)
 from connectomics.postprocess.grow import grow_labels
@@ -16,7 +18,7 @@ from connectomics.postprocess.watershed import seeded_watershed
 
 __all__ = [
     "DECODERS", "bc_connected", "bc_watershed", "binary_watershed", "build_decoder", "check_maps", "decode",
-    "decoder_params", "grow_labels", "instance_sizes", "label_dtype", "label_seeds", "postprocess_file",
+    "decoder_params", "grow_labels", "instance_confidence", "instance_sizes", "label_dtype", "label_seeds", "postprocess_file",
     "quantize", "remove_small_instances", "seed_agglomerate", "seed_components", "seed_mask", "seeded_watershed",
-    "threshold_level", "watershed_agglomerate",
+    "threshold_level", "watershed_agglomerate", "write_instance_confidence",
 ]

@@ -193,6 +193,7 @@ def run_tuning(cfg, input_spec, gt_spec, folder, max_evals=None):
     from connectomics.data.io import read_volume
     from connectomics.evaluation import evaluate_volumes
     from connectomics.postprocess.build import decoder_params
+    from connectomics.postprocess.confidence import instance_confidence
 
     name, params = decoder_params(cfg)
     tune = cfg.POSTPROCESS.TUNE
@@ -204,7 +205,8 @@ def run_tuning(cfg, input_spec, gt_spec, folder, max_evals=None):
                          "expected (Z, Y, X) equal to the maps' (C, Z, Y, X) without C")
 
     def ap75(labels):
-        return evaluate_volumes(gt, labels, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
+        scores = instance_confidence(labels, probs) if cfg.EVAL.SCORE == "foreground" else None
+        return evaluate_volumes(gt, labels, scores=scores, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
                                 crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES).summary["AP75"]
 
     result = tune_decoder(probs, ap75, name, params, grids,
