@@ -115,6 +115,9 @@ def test_scheduler_address_and_the_command_line(maps, client, tmp_path):
     import subprocess
     import sys
 
+    from connectomics.evaluation import load_scores
+    from connectomics.postprocess.confidence import instance_confidence
+
     probs, path, reference = maps
     out = str(tmp_path / "by_address.zarr")
     with connect(client.scheduler.address) as remote:  # what a SLURM / Kubernetes user passes
@@ -127,6 +130,14 @@ def test_scheduler_address_and_the_command_line(maps, client, tmp_path):
                            "POSTPROCESS.MIN_SIZE", "128"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert np.array_equal(read_volume(cli_out), reference)
+    expected = instance_confidence(reference, probs)
+    np.testing.assert_allclose(load_scores(str(tmp_path / "cli_scores.txt")), expected, atol=1e-6)
+    zarr_out = str(tmp_path / "store.zarr")  # a zarr output: the score file is read back block by block
+    done = subprocess.run([sys.executable, script, "--scheduler", "inprocess", "-i", path, "-o", zarr_out,
+                           "--opts", "BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]", "BLOCKWISE.HALO", str(list(SHAPE)),
+                           "POSTPROCESS.MIN_SIZE", "128"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(load_scores(str(tmp_path / "store_scores.txt")), expected, atol=1e-6)
     done = subprocess.run([sys.executable, script, "--scheduler", "inprocess", "-i", path, "-o", cli_out,
                            "--opts", "POSTPROCESS.DECODER", "watershed_agglomerate"],
                           capture_output=True, text=True, timeout=300)
