@@ -53,7 +53,6 @@ def main(argv=None):
     from connectomics.blockwise.build import connect_from_cfg, postprocess_from_cfg, use_blockwise
     from connectomics.engine.errors import USER_ERRORS
     from connectomics.postprocess import build_decoder, postprocess_file
-    from connectomics.postprocess.confidence import write_instance_confidence
 
     opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
     try:
@@ -63,7 +62,6 @@ def main(argv=None):
                 postprocess_from_cfg(cfg, args.input, args.output, client, overwrite=args.overwrite)
         else:
             postprocess_file(args.input, args.output, build_decoder(cfg))
-        write_instance_confidence(args.output, args.input)
     except USER_ERRORS + (ValueError,) as err:
         logger.error("%s", err)
         return 2

@@ -168,3 +168,18 @@ def test_tuning_scores_decodes_with_the_configured_ranking(tmp_path):
                             str(tmp_path / "gt.h5"), str(tmp_path / score))
         row = next(line for line in report.splitlines() if line.startswith("AP-75"))
         assert row.split()[-2:] == [ap, ap], report
+
+
+def test_a_failed_rewrite_leaves_no_stale_score_file(tmp_path):
+    """The score file of earlier instances is removed before new instances are written."""
+    from connectomics.postprocess import build_decoder, postprocess_file
+
+    _, _, maps = ranking_case()
+    write_volume(str(tmp_path / "probs.h5"), maps)
+    out = tmp_path / "instances.h5"
+    stale = tmp_path / "instances_scores.txt"
+    stale.write_text("# stale\n1 0.5\n")
+    out.mkdir()  # the instance volume cannot be written
+    with pytest.raises(OSError):
+        postprocess_file(str(tmp_path / "probs.h5"), str(out), build_decoder(load_cfg()))
+    assert not stale.exists()

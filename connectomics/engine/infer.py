@@ -71,14 +71,12 @@ def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=No
     """Inference -> post-processing -> evaluation for one volume; returns the summary or None."""
     from connectomics.inference import infer_volume_to_file
     from connectomics.postprocess import postprocess_file
-    from connectomics.postprocess.confidence import write_instance_confidence
 
     os.makedirs(folder, exist_ok=True)
     probs = os.path.join(folder, cfg.INFERENCE.OUTPUT_NAME)
     infer_volume_to_file(predictor, image_spec, probs, tuple(cfg.INFERENCE.CHUNK_SIZE), overwrite=overwrite)
     instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
-    postprocess_file(probs, instances, decode)
-    write_instance_confidence(instances, probs)
+    postprocess_file(probs, instances, decode)  # and instances_scores.txt
     return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
 
 
@@ -87,15 +85,13 @@ def run_volume_blockwise(cfg, client, checkpoint, device, image_spec, gt_spec, f
     """:func:`run_volume` on Dask: zarr maps (``probs.zarr``) and blockwise post-processing."""
     from connectomics.blockwise import infer_blockwise
     from connectomics.blockwise.build import postprocess_from_cfg, zarr_name
-    from connectomics.postprocess.confidence import write_instance_confidence
 
     os.makedirs(folder, exist_ok=True)
     probs = os.path.join(folder, zarr_name(cfg.INFERENCE.OUTPUT_NAME))
     infer_blockwise(cfg, checkpoint, image_spec, probs, client, device=str(device), retries=cfg.BLOCKWISE.RETRIES,
                     overwrite=overwrite)
     instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
-    postprocess_from_cfg(cfg, probs, instances, client, overwrite=overwrite)
-    write_instance_confidence(instances, probs)
+    postprocess_from_cfg(cfg, probs, instances, client, overwrite=overwrite)  # and instances_scores.txt
     return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
 
 

@@ -18,7 +18,7 @@ import os
 import fastremap
 import numpy as np
 
-from connectomics.data.io import VolumeError, atomic_path, open_volume, parse_spec
+from connectomics.data.io import VolumeError, atomic_path, open_volume, parse_spec, remove_path
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,10 @@ def write_scores(path, table):
 
 def write_instance_confidence(instances_spec, maps_spec, path=None, progress=None):
     """Compute :func:`instance_confidence` of two files (read block by block) and write the score
-    file (``scores_path(instances_spec)`` unless ``path``); returns its path."""
+    file (``scores_path(instances_spec)`` unless ``path``); returns its path. An older score file
+    is removed first, so a kill leaves none rather than one of other instances."""
     path = path or scores_path(instances_spec)
+    remove_path(path)
     with open_volume(instances_spec) as labels, open_volume(maps_spec) as maps:
         try:
             table = instance_confidence(labels, maps, progress=_show(progress))
