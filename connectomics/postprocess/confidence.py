@@ -33,6 +33,8 @@ def block_grid(shape, chunks=None, max_voxels=BLOCK_VOXELS):
     to ``max_voxels`` (one chunk at least); without (an in-memory array) boxes are z-slabs of
     whole slices (rows of a slice where one slice exceeds ``max_voxels``).
     """
+    from connectomics.blockwise.blocks import BlockGrid, slices  # here: blockwise imports this package
+
     if chunks is None:
         unit, order = [1, 1, 1], (2, 1, 0)
     else:
@@ -41,9 +43,8 @@ def block_grid(shape, chunks=None, max_voxels=BLOCK_VOXELS):
     for axis in order:
         others = int(np.prod(box)) // box[axis]
         box[axis] = min(shape[axis], unit[axis] * max(1, max_voxels // (others * unit[axis])))
-    starts = [range(0, s, b) for s, b in zip(shape, box)]
-    return [tuple(slice(o, min(o + b, s)) for o, b, s in zip((z, y, x), box, shape))
-            for z in starts[0] for y in starts[1] for x in starts[2]]
+    grid = BlockGrid(shape, box)
+    return [slices(grid.box(index)) for index in grid.indices()]
 
 
 def block_sums(labels, foreground, max_voxels=BLOCK_VOXELS):
