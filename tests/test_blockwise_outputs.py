@@ -91,3 +91,37 @@ def test_float_maps_are_quantised_per_block_as_in_one_process(tmp_path):
     assert reference.max() > 1
     np.testing.assert_array_equal(read_volume(out), reference)
     postprocess_blockwise(path, str(tmp_path / "defaults.h5"))  # params default to the decoder's own
+
+
+def _cfg(*opts):
+    from connectomics.config import load_cfg
+
+    return load_cfg(None, ["BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]", "BLOCKWISE.HALO", str(list(SHAPE)),
+                           "POSTPROCESS.MIN_SIZE", "32", *opts])
+
+
+def test_confidence_table_follows_the_written_dataset_and_survives_a_refused_run(tmp_path):
+    """The table is of the dataset the export wrote (not the file's first one), of nested zarr members
+    too, and a run refused for other settings keeps the table of the instances it left untouched."""
+    from connectomics.blockwise.build import postprocess_from_cfg
+    from connectomics.evaluation import load_scores
+    from connectomics.postprocess.confidence import instance_confidence
+
+    path = str(tmp_path / "probs.zarr")
+    probs = make_maps(path, 0)
+    out = tmp_path / "both.h5"
+    with h5py.File(out, "w") as f:
+        f.create_dataset("image", data=np.arange(16 * 64 * 64, dtype=np.uint32).reshape(SHAPE) % 251)
+    postprocess_from_cfg(_cfg(), path, str(out), None)
+    labels = read_volume(str(out) + ":main")
+    expected = instance_confidence(labels, probs)
+    assert len(expected) > 1
+    scores = tmp_path / "both_scores.txt"
+    np.testing.assert_allclose(load_scores(str(scores)), expected, atol=1e-6)
+    with pytest.raises(ResumeError):
+        postprocess_from_cfg(_cfg("POSTPROCESS.MIN_SIZE", "64"), path, str(out), None)
+    np.testing.assert_allclose(load_scores(str(scores)), expected, atol=1e-6)
+    nested = str(tmp_path / "store.zarr") + ":grp/seg"
+    postprocess_from_cfg(_cfg(), path, nested, None)
+    np.testing.assert_array_equal(read_volume(nested), labels)
+    np.testing.assert_allclose(load_scores(str(tmp_path / "store_grp_seg_scores.txt")), expected, atol=1e-6)

@@ -36,9 +36,9 @@ def test_block_grid_follows_storage_chunks_and_the_voxel_budget():
 @pytest.mark.parametrize("max_voxels", [1 << 22, 333])
 def test_mean_foreground_matches_brute_force(max_voxels):
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 40, size=(6, 33, 47)).astype(np.uint32)
+    labels = rng.integers(0, 40, size=(6, 33, 47)).astype(np.uint64)
     labels[labels > 30] = 0
-    labels[labels == 7] = 4_000_000_000  # large ids are fine
+    labels[labels == 7] = 2**53 - 1  # large ids are fine (below 2**53)
     maps = rng.integers(0, 256, size=(2,) + labels.shape).astype(np.uint8)
     table = instance_confidence(labels, maps, max_voxels=max_voxels)
     ids, means = brute_force(labels, maps[0])
@@ -70,6 +70,8 @@ def test_empty_prediction_and_bad_shapes():
         instance_confidence(np.zeros((2, 8, 8), np.float32), np.zeros((2, 2, 8, 8), np.uint8))
     with pytest.raises(VolumeError, match="negative instance id -3"):
         instance_confidence(np.full((2, 8, 8), -3, np.int32), np.zeros((2, 2, 8, 8), np.uint8))
+    with pytest.raises(VolumeError, match=r"above 2\*\*53.*relabel"):
+        instance_confidence(np.full((2, 8, 8), 2**53 + 1, np.uint64), np.zeros((2, 2, 8, 8), np.uint8))
     signed = np.arange(128, dtype=np.int64).reshape(2, 8, 8)
     np.testing.assert_array_equal(instance_confidence(signed, np.full((2, 2, 8, 8), 255, np.uint8)),
                                   np.stack([np.arange(1, 128), np.ones(127)], 1))

@@ -71,3 +71,21 @@ def test_score_settings_ignore_file_names_and_memory_knobs():
     assert base == same
     assert score_settings(load_cfg(None, ["INFERENCE.STRIDE", "[2, 64, 64]"]), "im.h5", "gt.h5") != base
     assert score_settings(load_cfg(None), "im.h5", "other_gt.h5") != base
+
+
+def test_settings_written_before_a_key_existed_are_not_stale(tmp_path):
+    """A table scored before EVAL.SCORE existed was ranked by size: it stays; a confidence ranking does not."""
+    import json
+
+    from connectomics.config import load_cfg
+    from connectomics.engine.scores import score_settings, use_score_settings
+
+    path = tmp_path / "sum_results_map75.csv"
+    old = score_settings(load_cfg(None), "im.h5", "gt.h5")
+    del old["EVAL"]["SCORE"]
+    (tmp_path / "sum_results_map75.csv.settings.json").write_text(json.dumps(old))
+    append_score(path, 300, {"AP75": 0.5, "AP50": 0.6})
+    assert use_score_settings(path, score_settings(load_cfg(None), "im.h5", "gt.h5")) is False
+    assert read_scores(path)[300]["AP75"] == 0.5
+    ranked = score_settings(load_cfg(None, ["EVAL.SCORE", "foreground"]), "im.h5", "gt.h5")
+    assert use_score_settings(path, ranked) is True and not path.exists()

@@ -22,15 +22,18 @@ def zarr_name(name):
 def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False):
     """Blockwise post-processing with the decoder of ``cfg.POSTPROCESS`` and the blocks of ``cfg.BLOCKWISE``,
     then the instances' confidence table (``scores_path(output_spec)``, read back block by block)."""
-    from connectomics.data.io import remove_path
+    from connectomics.data.io import H5_EXTENSIONS, parse_spec
     from connectomics.postprocess.build import decoder_params
     from connectomics.postprocess.confidence import scores_path, write_instance_confidence
 
     name, params = decoder_params(cfg)
     b = cfg.BLOCKWISE
-    remove_path(scores_path(output_spec))  # never beside instances it was not computed from
+    scores = scores_path(output_spec)
     result = postprocess_blockwise(input_spec, output_spec, name, params, client, block=tuple(b.BLOCK_SIZE),
                                    halo=tuple(b.HALO), work_dir=b.WORK_DIR or None, retries=b.RETRIES,
-                                   overwrite=overwrite)
-    write_instance_confidence(output_spec, input_spec)
+                                   overwrite=overwrite, stale_files=[scores])
+    path, key = parse_spec(output_spec)
+    if not key and path.lower().endswith(H5_EXTENSIONS):
+        key = "main"  # the dataset the export wrote, not the file's first one
+    write_instance_confidence(f"{path}:{key}" if key else path, input_spec, path=scores)
     return result

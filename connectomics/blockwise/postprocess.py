@@ -136,7 +136,7 @@ def _settings(input_spec, identity, shape, block, **extra):
 
 def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", params=None, client=None,
                           block=(64, 512, 512), halo=(8, 64, 64), work_dir=None, retries=2, overwrite=False,
-                          keep_work=False, on_block_done=None, wrap=None):
+                          keep_work=False, on_block_done=None, wrap=None, stale_files=()):
     """Decode ``input_spec`` block by block into ``output_spec`` (``.h5[:key]`` or ``.zarr``).
 
     input_spec: (C, Z, Y, X) uint8 maps, ``store.zarr[:array]`` or ``file.h5[:key]``.
@@ -146,7 +146,9 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
     (z, y, x) context of the watershed (growth uses at least its radius).
     work_dir: intermediate stores and markers (default: a hidden sibling of
     the output), removed at the end unless ``keep_work``. ``on_block_done``,
-    ``wrap``: see :func:`~connectomics.blockwise.cluster.run_blocks`. Returns the output path.
+    ``wrap``: see :func:`~connectomics.blockwise.cluster.run_blocks`. ``stale_files``:
+    files derived from an earlier output (a score table), removed once the output is to be
+    rebuilt (not when it is complete already, nor when a run is refused). Returns the output path.
     """
     check_blockwise(decoder, params or {})
     params = decoder_defaults(decoder, params or {})
@@ -159,6 +161,8 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
     settings = _settings(input_spec, identity, shape, block, decoder=decoder, params=params, halo=list(halo))
     if check_existing(out_path, settings, overwrite, key=out_key):
         return out_path
+    for path in stale_files:
+        remove(path)
     ctx = _Run(input_spec, out_path, shape, block, settings, client, work_dir, retries, overwrite, on_block_done,
                wrap)
     logger.info("blockwise %s of %s: %s, halo %s, %s", decoder, input_spec, ctx.grid, list(halo), ctx.where())

@@ -95,6 +95,13 @@ def open_zarr_array(path, key=None):
         if key:
             raise VolumeError(f"{path} is a zarr array, not a group: it has no member {key!r}")
         return node
+    if key and "/" in key.strip("/"):  # a nested member: group/array
+        try:
+            member = node[key.strip("/")]
+        except KeyError:
+            member = None
+        if isinstance(member, zarr.Array):
+            return member
     names = sorted(node.array_keys())
     name = key or ("main" if "main" in names else (names[0] if len(names) == 1 else None))
     if name is None or name not in names:

@@ -35,8 +35,9 @@ def init_distributed(device):
             from connectomics.config import ConfigError
 
             raise ConfigError(f"torchrun started a process with LOCAL_RANK {local} ({size} processes in all), but "
-                              f"this node shows {visible} GPU(s): use --nproc_per_node <= {visible} (one process "
-                              "per GPU), or CUDA_VISIBLE_DEVICES to pick the GPUs")
+                              f"this process sees {visible} GPU(s). Run one process per GPU: --nproc_per_node <= "
+                              f"{visible}; a launcher that restricts CUDA_VISIBLE_DEVICES per task (e.g. srun) "
+                              "must leave all of the node's GPUs visible to every process")
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     if not dist.is_initialized():

@@ -110,13 +110,22 @@ def _stale_name(csv_path, n):
     return f"{root}.stale-{n}{ext}"
 
 
-def _differences(old, new, prefix=""):
-    """``['KEY: old -> new', ...]`` between two nested settings dicts."""
+def _differences(old, new, prefix="", defaults=None):
+    """``['KEY: old -> new', ...]`` between two nested settings dicts.
+
+    A config key missing from ``old`` (settings written before the key existed) counts as its
+    default value, so upgrading does not make every table stale.
+    """
+    if defaults is None:
+        from connectomics.config import get_cfg_defaults
+
+        defaults = json.loads(json.dumps(get_cfg_defaults()))
     out = []
     for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        a, b = old.get(key, default), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
+            out += _differences(a, b, f"{prefix}{key}.", default if isinstance(default, dict) else {})
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out

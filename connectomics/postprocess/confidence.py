@@ -8,9 +8,12 @@ mean foreground probability of every instance beside the instance volume
 predictions by it, as COCO ranks detections by confidence. ``size`` (the default) keeps the
 challenge's ranking, so numbers stay comparable with the MitoEM leaderboard.
 
-Memory: one block of labels and foreground at a time (about 4 Mi voxels: uint32 + uint8 + int64
-and float64 copies, ~90 MiB), plus three numbers per instance and block. Time: about 16 ns per
-voxel on one core, the CPU time of the ``bc_watershed`` decode (``benchmarks/bench_postprocess.py``).
+Memory: one block of labels and foreground at a time (4 Mi voxels, or one storage chunk where a
+chunk is larger: the 64 x 512 x 512 chunks of blockwise outputs are 16 Mi voxels), worked through
+in pieces of 4 Mi voxels (int64 and float64 copies and count arrays of at most the piece's length,
+~100 MiB), plus three numbers per instance and block. Time: about 15 ns per voxel on one core, the
+CPU time of the ``bc_watershed`` decode (``benchmarks/bench_postprocess.py``). Ids must stay below
+2**53, the integers the float64 table holds exactly (our decoders write uint32).
 """
 import logging
 import os
@@ -23,6 +26,7 @@ from connectomics.data.io import VolumeError, atomic_path, open_volume, parse_sp
 logger = logging.getLogger(__name__)
 
 BLOCK_VOXELS = 1 << 22  # voxels per block read (labels' storage chunks are grown up to this)
+MAX_ID = 1 << 53  # float64 holds every integer below this exactly
 SCORE_HEADER = "# id mean_foreground  (instance confidence in [0, 1]: mean foreground probability over its voxels)"
 
 
@@ -60,7 +64,10 @@ def block_sums(labels, foreground, max_voxels=BLOCK_VOXELS):
         top = int(piece.max(initial=0))
         if piece.dtype.kind == "i" and piece.size and piece.min() < 0:
             raise VolumeError(f"instance confidence: negative instance id {int(piece.min())}")
-        if top <= 4 * len(piece):  # small ids (sequential labels): count them directly
+        if top >= MAX_ID:
+            raise VolumeError(f"instance confidence: instance id {top} is above 2**53, which the float64 score "
+                              "table cannot hold exactly; relabel the instances (e.g. fastremap.renumber)")
+        if top <= len(piece):  # small ids (sequential labels): count them directly, arrays <= the piece
             index = piece.astype(np.intp)  # what bincount casts to anyway: once, not twice
             counts = np.bincount(index, minlength=top + 1)
             sums = np.bincount(index, weights=weights, minlength=top + 1)
