@@ -132,12 +132,20 @@ def test_eval_iter_scores_two_checkpoints_and_skips_done(trained):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "already scored" in again.stderr
     assert len((out / "sum_results_map75.csv").read_text().strip().splitlines()) == 3
-    # other thresholds: the old table is moved aside and both checkpoints are scored again
+    # other thresholds: the old table is moved aside and both checkpoints are scored again, from the same maps
+    maps = out / "iter_000003" / "probs.h5"
+    made = maps.stat().st_mtime_ns
     other = subprocess.run(cmd + ["--opts", "POSTPROCESS.SEED_THRESHOLD", "0.6"], capture_output=True, text=True,
                            env=env, timeout=600)
     assert other.returncode == 0 and "other settings (POSTPROCESS.SEED_THRESHOLD" in other.stderr, other.stderr[-3000:]
     assert (out / "sum_results_map75.stale-1.csv").read_text() == "\n".join(rows) + "\n"
     assert [r.split(",")[0] for r in (out / "sum_results_map75.csv").read_text().splitlines()[1:]] == ["3", "6"]
+    assert maps.stat().st_mtime_ns == made and "inferring again" not in other.stderr
+    # other inference settings: the maps are made again
+    stride = subprocess.run(cmd + ["--opts", "INFERENCE.STRIDE", "[4, 32, 32]"], capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert stride.returncode == 0 and "inferring again" in stride.stderr, stride.stderr[-3000:]
+    assert maps.stat().st_mtime_ns != made
 
 
 def test_blockwise_inference_through_main_equals_the_single_process_run(trained, tmp_path):

@@ -2,6 +2,7 @@
 import logging
 import os
 
+from connectomics.data.io import ResumeError
 from connectomics.engine.checkpoint import list_checkpoints
 from connectomics.engine.infer import check_decoder, check_output_names, run_volume, volume_folders
 from connectomics.engine.scores import SCORES_CSV, append_score, read_scores, score_settings, use_score_settings
@@ -29,6 +30,9 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
     """Inference + post-processing + AP-75 for every checkpoint in ``folder`` with
     ``first <= iteration <= last``, skipping iterations already in the CSV (unless that CSV
     was made with other settings: then it is moved aside, see :mod:`connectomics.engine.scores`).
+    Probability maps already in a checkpoint's folder are reused when they were made by the same
+    model with the same inference settings (a change of post-processing or evaluation keys only
+    decodes and scores again); maps of other inference settings are replaced.
     Several volumes in INFERENCE.IMAGE_NAME: the first is scored (a warning says so).
 
     Results: ``INFERENCE.OUTPUT_PATH/iter_XXXXXX/`` per checkpoint, one row each in
@@ -52,7 +56,7 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
     if len(volumes) > 1:
         logger.warning("INFERENCE.IMAGE_NAME names %d volumes: eval_iter scores the first one only (%s)",
                        len(volumes), image)
-    stale = use_score_settings(csv_path, score_settings(cfg, image, gt))  # other settings: CSV moved aside
+    use_score_settings(csv_path, score_settings(cfg, image, gt))  # other settings: CSV moved aside
     done = read_scores(csv_path)
     device = select_device(cfg)
     decode = build_decoder(cfg)
@@ -62,8 +66,12 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
             continue
         model, _ = load_inference_model(cfg, path, device)
         predictor = build_predictor(cfg, model, device)
-        summary = run_volume(cfg, predictor, decode, image, gt, os.path.join(out, f"iter_{iteration:06d}"),
-                             overwrite=stale)  # maps of other inference settings are replaced
+        folder = os.path.join(out, f"iter_{iteration:06d}")
+        try:  # maps of the same model and inference settings are reused (e.g. after a threshold change)
+            summary = run_volume(cfg, predictor, decode, image, gt, folder)
+        except ResumeError as err:  # maps of other inference settings are replaced
+            logger.info("checkpoint %d: %s; inferring again", iteration, str(err).split(";")[0])
+            summary = run_volume(cfg, predictor, decode, image, gt, folder, overwrite=True)
         append_score(csv_path, iteration, summary)
     scores = read_scores(csv_path)
     print(format_scores(scores), flush=True)
