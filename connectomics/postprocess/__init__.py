@@ -18,7 +18,7 @@ from connectomics.postprocess.watershed import seeded_watershed
 
 __all__ = [
     "DECODERS", "bc_connected", "bc_watershed", "binary_watershed", "build_decoder", "check_maps", "decode",
-    "decoder_params", "grow_labels", "instance_confidence", "instance_sizes", "label_dtype", "label_seeds", "postprocess_file",
-    "quantize", "remove_small_instances", "seed_agglomerate", "seed_components", "seed_mask", "seeded_watershed",
+    "decoder_params", "grow_labels", "instance_confidence", "instance_sizes", "label_dtype", "label_seeds",
+    "postprocess_file", "quantize", "remove_small_instances", "seed_agglomerate", "seed_components", "seed_mask", "seeded_watershed",
     "threshold_level", "watershed_agglomerate", "write_instance_confidence",
 ]

@@ -20,6 +20,7 @@ import os
 
 import fastremap
 import numpy as np
+from tqdm import tqdm
 
 from connectomics.data.io import VolumeError, atomic_path, open_volume, parse_spec, remove_path
 
@@ -90,7 +91,7 @@ def instance_confidence(labels, maps, max_voxels=BLOCK_VOXELS, progress=False):
         maps: (C, Z, Y, X) probability maps with the same (Z, Y, X), channel 0 foreground, uint8
             0..255 (as inference writes them) or float in [0, 1]; array or lazy array.
         max_voxels: voxels per block read.
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (True / False; None: only on a terminal).
     Returns:
         (N, 2) float64 ``[id, mean foreground in [0, 1]]`` for the N instances, by ascending id
         (the score table :func:`connectomics.evaluation.evaluate_volumes` takes).
@@ -104,11 +105,8 @@ def instance_confidence(labels, maps, max_voxels=BLOCK_VOXELS, progress=False):
     scale = 1.0 if np.dtype(maps.dtype).kind == "f" else 1.0 / 255.0
     parts = []
     boxes = block_grid(shape, getattr(labels, "chunks", None), max_voxels)
-    if progress:
-        from tqdm import tqdm
-
-        boxes = tqdm(boxes, desc="instance confidence", unit="block", leave=False)
-    for box in boxes:
+    for box in tqdm(boxes, desc="instance confidence", unit="block", leave=False,
+                    disable=None if progress is None else not progress):
         parts.append(block_sums(labels[box], maps[(0,) + box], max_voxels))
         if len(parts) > 256:  # keep the per-block tables short: reduce as we go
             parts = [_reduce(parts)]
@@ -155,17 +153,9 @@ def write_instance_confidence(instances_spec, maps_spec, path=None, progress=Non
     remove_path(path)
     with open_volume(instances_spec) as labels, open_volume(maps_spec) as maps:
         try:
-            table = instance_confidence(labels, maps, progress=_show(progress))
+            table = instance_confidence(labels, maps, progress=progress)
         except VolumeError as err:
             raise VolumeError(f"{instances_spec} / {maps_spec}: {err}") from None
     write_scores(path, table)
     logger.info("instance confidence of %d instances: %s", len(table), path)
     return path
-
-
-def _show(progress):
-    if progress is not None:
-        return progress
-    import sys
-
-    return sys.stderr.isatty()
