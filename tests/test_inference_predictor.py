@@ -145,6 +145,32 @@ def test_output_does_not_depend_on_chunking_or_batching(volume):
         assert np.array_equal(got, reference), chunk_size
 
 
+class BatchSensitiveModel(RampModel):
+    """RampModel whose output shifts with the batch size: it stands for CPU kernels that round
+    differently for other batch shapes (seen with oneDNN on AVX-512)."""
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x) + 0.05 * x.shape[0]
+
+
+def test_every_forward_has_the_batch_shape_so_the_chunking_cannot_change_a_voxel(volume):
+    """The last batch of each chunk is padded with zero windows: a window's prediction does not
+    depend on how many windows its chunk has (blockwise vs single-process maps, any CPU)."""
+    model = BatchSensitiveModel()
+    shapes = []
+    model.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+    kw = dict(window=(4, 16, 16), stride=(2, 8, 8), pad=(1, 4, 4), batch_size=4)
+    reference = predict_volume(Predictor(model, **kw), volume)  # one chunk
+    for chunk_size in ((4, 16, 16), (5, 13, 17), (11, 37, 7), (1, 40, 40)):
+        got = predict_volume(Predictor(model, **kw), volume, chunk_size=chunk_size)
+        assert np.array_equal(got, reference), chunk_size
+    assert {s[0] for s in shapes} == {4}
+    shapes.clear()  # train mode (batch statistics): zero windows would change them, so none are added
+    predict_volume(Predictor(model, eval_mode=False, **kw), volume, chunk_size=(5, 13, 17))
+    assert min(s[0] for s in shapes) < 4
+
+
 def test_volume_smaller_than_the_window_is_padded_up():
     small = np.random.default_rng(3).integers(0, 256, (2, 5, 9), dtype=np.uint8)
     model = RampModel()

@@ -66,20 +66,39 @@ def test_bc_watershed_matches_skimage(scene):
 
 
 @pytest.mark.parametrize("small_mode", ["background", "neighbor"])
-def test_deferred_seed_join_gives_the_same_result(scene, small_mode):
+@pytest.mark.parametrize("seed_connectivity", [6, 26])
+def test_deferred_seed_join_gives_the_same_result(scene, small_mode, seed_connectivity):
     """bc_watershed floods provisional seed ids and joins them at the final relabelling."""
     _, maps = scene
-    assert seed_components(maps[0], maps[1])[2] is not None  # the scene has seeds that branch
-    labels, n = label_seeds(maps[0], maps[1])  # joined first
+    assert seed_components(maps[0], maps[1], connectivity=seed_connectivity)[2] is not None  # seeds that branch
+    labels, n = label_seeds(maps[0], maps[1], connectivity=seed_connectivity)  # joined first
     seeded_watershed(maps[0], labels, max_level=254 - 216, invert=True, inplace=True)
     expected = remove_small_instances(labels, 400, small_mode)[0]
-    np.testing.assert_array_equal(bc_watershed(maps, min_size=400, small_mode=small_mode), expected)
+    np.testing.assert_array_equal(bc_watershed(maps, min_size=400, small_mode=small_mode,
+                                               seed_connectivity=seed_connectivity), expected)
 
 
 def test_waterz_prints_nothing(scene, capfd):
     watershed_agglomerate(scene[1][:, :8])
     agglomerate_seeds(np.ones((2, 3, 3), bool))
     assert capfd.readouterr().out == ""
+
+
+def test_default_seeds_are_26_connected_and_the_flood_6_connected_as_the_predecessor():
+    """Two seed blobs that touch only at an edge are one seed (skimage ``label``'s full connectivity),
+    and the flood does not cross a diagonal gap (``watershed``'s 6-connectivity)."""
+    fg = np.zeros((3, 12, 12), np.uint8)
+    contour = np.zeros_like(fg)
+    fg[1, 2:5, 2:5] = fg[1, 5:8, 5:8] = 250  # seeds meeting corner to corner in y/x
+    fg[1, 9:11, 9:11] = 200  # mask only, touching the second blob diagonally: not flooded
+    maps = np.stack([fg, contour])
+    params = dict(seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.7, min_size=1)
+    default = bc_watershed(maps, **params)
+    assert n_instances(default) == 1 and default[1, 9, 9] == 0
+    assert n_instances(bc_watershed(maps, seed_connectivity=6, **params)) == 2
+    assert default[1, 9, 9] == 0 and bc_watershed(maps, connectivity=26, **params)[1, 8, 8] == 0  # gap stays
+    np.testing.assert_array_equal(default > 0, skimage_bc_watershed(maps, **params) > 0)
+    assert n_instances(skimage_bc_watershed(maps, **params)) == 1
 
 
 def test_bc_watershed_separates_a_touching_pair():
@@ -93,7 +112,7 @@ def test_bc_watershed_separates_a_touching_pair():
 def test_binary_watershed_matches_skimage(scene):
     _, maps = scene
     fg = maps[0]
-    markers = measure.label(fg > int(255 * 0.98), connectivity=1)
+    markers = measure.label(fg > int(255 * 0.98))  # the predecessor's call: full (26-) connectivity
     reference = segmentation.watershed(255 - fg, markers, mask=fg > int(255 * 0.85))
     reference = _remove_small_objects(reference, 128)
     ours = binary_watershed(maps[:1])  # one channel is enough
@@ -104,7 +123,7 @@ def test_binary_watershed_matches_skimage(scene):
 def test_bc_connected_grey_equals_the_predecessor(scene):
     _, maps = scene
     seeds = (maps[0] > int(255 * 0.8)) & (maps[1] < int(255 * 0.5))
-    reference = morphology.dilation(measure.label(seeds, connectivity=1), np.ones((1, 5, 5)))
+    reference = morphology.dilation(measure.label(seeds), np.ones((1, 5, 5)))
     reference = _remove_small_objects(reference, 128)
     ours = bc_connected(maps, dilation_mode="grey")
     assert n_instances(ours) == n_instances(reference)

@@ -168,7 +168,7 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
     logger.info("blockwise %s of %s: %s, halo %s, %s", decoder, input_spec, ctx.grid, list(halo), ctx.where())
     started = time.perf_counter()
     seeds = _seed_stages(ctx, params["seed_threshold"], params["contour_threshold"] if use_contour else None,
-                         params.get("connectivity", 6), min_seed)
+                         params.get("seed_connectivity", 6), min_seed)
 
     segment_path = ctx.store("segment.zarr")
     segment = functools.partial(segment_block, maps_spec=input_spec, seeds_path=seeds.path, out_path=segment_path,

@@ -175,8 +175,9 @@ def _validate_postprocess(p):
     for key in ("SEED_THRESHOLD", "CONTOUR_THRESHOLD", "FOREGROUND_THRESHOLD", "MERGE_THRESHOLD"):
         if not 0.0 <= p[key] <= 1.0:
             _fail(f"POSTPROCESS.{key}", p[key], "is a fraction of 1 (applied as int(255 * t) to uint8 maps)")
-    if p.CONNECTIVITY not in (6, 26):
-        _fail("POSTPROCESS.CONNECTIVITY", p.CONNECTIVITY, "must be 6 or 26")
+    for key in ("CONNECTIVITY", "SEED_CONNECTIVITY"):
+        if p[key] not in (6, 26):
+            _fail(f"POSTPROCESS.{key}", p[key], "must be 6 or 26")
     if p.SMALL_MODE not in ("background", "neighbor"):
         _fail("POSTPROCESS.SMALL_MODE", p.SMALL_MODE, "must be background or neighbor")
     if p.MIN_SIZE < 0:

@@ -42,7 +42,8 @@ class Predictor:
     logits (or probabilities with ``output_act='none'``). ``window``, ``stride``,
     ``pad``: (z, y, x) ints. ``blending``: 'gaussian' | 'bump'. ``aug_num``: 0, 4 or
     16 TTA variants merged by ``aug_mode`` ('mean' | 'min' | 'max').
-    ``batch_size``: windows per forward. ``amp``: float16 autocast (CUDA only).
+    ``batch_size``: windows per forward (the last batch of a chunk is padded to it, so every
+    forward has one shape and the maps do not depend on the chunking). ``amp``: float16 autocast (CUDA only).
     ``channels_last``: None = on CUDA with AMP (input in channels-last-3d;
     the model itself is not modified). ``chunk_size``: default output chunk (z, y,
     x) or None (whole volume). ``eval_mode``: run the model in eval mode (the
@@ -146,8 +147,10 @@ class Predictor:
                 starts = chunk.windows[first:first + self.batch_size]
                 x = torch.stack([source[_box(s, read0, self.window)] for s in starts])[:, None]
                 x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+                if self.eval_mode:  # in train mode zero windows would enter the batch statistics
+                    x = _full_batch(x, self.batch_size)
                 probs = predict_tta(self.forward, x, self.variants, self.aug_mode)
-                probs.mul_(self.weights)
+                probs = probs[:len(starts)].mul_(self.weights)
                 if acc is None:
                     acc = workspace.zeros("acc", (probs.shape[1],) + chunk.write_shape, torch.float32)
                     weight = workspace.zeros("weight", chunk.write_shape, torch.float32)
@@ -183,6 +186,19 @@ class Workspace:
 
     def zeros(self, name, shape, dtype):
         return self.empty(name, shape, dtype).zero_()
+
+
+def _full_batch(x, batch_size):
+    """``x`` (B, ...) padded with zero windows to ``batch_size``.
+
+    Every forward then has the same shape, so the same kernels run for every window
+    and a window's prediction does not depend on how many windows its chunk has (CPU
+    libraries pick other algorithms, with other rounding, for other batch sizes: blockwise
+    and single-process maps differed by one uint8 level at a voxel on an AVX-512 CPU).
+    """
+    if x.shape[0] == batch_size:
+        return x
+    return torch.cat([x, x.new_zeros((batch_size - x.shape[0],) + tuple(x.shape[1:]))])
 
 
 def _box(start, origin, size):

@@ -12,6 +12,7 @@ PARAM_KEYS = {
     "min_size": "MIN_SIZE",
     "small_mode": "SMALL_MODE",
     "connectivity": "CONNECTIVITY",
+    "seed_connectivity": "SEED_CONNECTIVITY",
     "dilation": "DILATION",
     "dilation_mode": "DILATION_MODE",
     "merge_threshold": "MERGE_THRESHOLD",

@@ -8,7 +8,11 @@ of 1, applied as ``int(255 * t)``). Each returns uint32 labels (uint64 only abov
 gives an all-zero volume and a logged warning.
 
 Defaults are the MitoEM 2021 predecessor's, per decoder (the config has one
-set of keys for all of them, with bc_watershed's values):
+set of keys for all of them, with bc_watershed's values). Like the predecessor,
+seeds are labelled 26-connected (scikit-image ``label``'s full connectivity,
+``seed_connectivity``) and flooded 6-connected (``watershed``'s default,
+``connectivity``); ``seed_agglomerate`` keeps the 6-connected seeds of its
+affinity graph:
 
 ============================  ===== ======= ===== ========  ============================
 decoder                       seed  contour fg    dilation  steps
@@ -35,14 +39,15 @@ logger = logging.getLogger(__name__)
 
 
 def check_params(small_mode="background", connectivity=6, min_size=128, dilation=None, dilation_mode=None,
-                 merge_function=None, **thresholds):
+                 merge_function=None, seed_connectivity=26, **thresholds):
     """Raise ValueError naming the first bad decoder argument."""
     for name, value in thresholds.items():
         threshold_level(value, name)
     if small_mode not in SMALL_MODES:
         raise ValueError(f"small_mode = {small_mode!r}: must be one of {', '.join(SMALL_MODES)}")
-    if connectivity not in (6, 26):
-        raise ValueError(f"connectivity = {connectivity!r}: must be 6 or 26")
+    for name, value in (("connectivity", connectivity), ("seed_connectivity", seed_connectivity)):
+        if value not in (6, 26):
+            raise ValueError(f"{name} = {value!r}: must be 6 or 26")
     if min_size < 0:
         raise ValueError(f"min_size = {min_size!r}: must be >= 0")
     if dilation is not None:
@@ -65,10 +70,10 @@ def _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=Tr
 
 
 def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground_threshold,
-                      min_size, small_mode, connectivity):
+                      min_size, small_mode, connectivity, seed_connectivity):
     # provisional seed ids flood exactly as joined ones would: the join is folded into
     # the final relabelling, and the watershed counts the sizes (no extra passes)
-    labels, n, groups = _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=False)
+    labels, n, groups = _seeds(fg, contour, seed_threshold, contour_threshold, seed_connectivity, join=False)
     sizes = np.zeros(n + 1, np.uint64)
     if n:
         # foreground > L  <=>  level (255 - foreground) <= 254 - L: the mask costs no memory
@@ -79,24 +84,26 @@ def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground
 
 
 def bc_watershed(probs, seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85,
-                 min_size=128, small_mode="background", connectivity=6):
-    """Seeds = components of (fg > seed) & (contour < contour); watershed of the inverted
-    foreground from them within fg > foreground_threshold; small instances removed."""
-    check_params(small_mode, connectivity, min_size, seed_threshold=seed_threshold,
-                 contour_threshold=contour_threshold, foreground_threshold=foreground_threshold)
+                 min_size=128, small_mode="background", connectivity=6, seed_connectivity=26):
+    """Seeds = ``seed_connectivity``-connected components of (fg > seed) & (contour < contour);
+    ``connectivity``-connected watershed of the inverted foreground from them within
+    fg > foreground_threshold; small instances removed."""
+    check_params(small_mode, connectivity, min_size, seed_connectivity=seed_connectivity,
+                 seed_threshold=seed_threshold, contour_threshold=contour_threshold,
+                 foreground_threshold=foreground_threshold)
     maps = check_maps(probs, channels=2)
     return _watershed_decode(maps[0], maps[1], seed_threshold, contour_threshold, foreground_threshold,
-                             min_size, small_mode, connectivity)
+                             min_size, small_mode, connectivity, seed_connectivity)
 
 
 def binary_watershed(probs, seed_threshold=0.98, foreground_threshold=0.85, min_size=128,
-                     small_mode="background", connectivity=6):
+                     small_mode="background", connectivity=6, seed_connectivity=26):
     """Like bc_watershed on the foreground channel alone (any channel count; channel 0 used)."""
-    check_params(small_mode, connectivity, min_size, seed_threshold=seed_threshold,
-                 foreground_threshold=foreground_threshold)
+    check_params(small_mode, connectivity, min_size, seed_connectivity=seed_connectivity,
+                 seed_threshold=seed_threshold, foreground_threshold=foreground_threshold)
     maps = check_maps(probs, channels=None)
     return _watershed_decode(maps[0], None, seed_threshold, None, foreground_threshold,
-                             min_size, small_mode, connectivity)
+                             min_size, small_mode, connectivity, seed_connectivity)
 
 
 def _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode):
@@ -105,12 +112,13 @@ def _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode):
 
 
 def bc_connected(probs, seed_threshold=0.8, contour_threshold=0.5, dilation=(1, 5, 5),
-                 dilation_mode="background", min_size=128, small_mode="background", connectivity=6):
-    """Components of (fg > seed) & (contour < contour), grown by ``dilation``, small removed."""
-    check_params(small_mode, connectivity, min_size, dilation, dilation_mode,
+                 dilation_mode="background", min_size=128, small_mode="background", seed_connectivity=26):
+    """``seed_connectivity``-connected components of (fg > seed) & (contour < contour), grown by
+    ``dilation``, small removed."""
+    check_params(small_mode, 6, min_size, dilation, dilation_mode, seed_connectivity=seed_connectivity,
                  seed_threshold=seed_threshold, contour_threshold=contour_threshold)
     maps = check_maps(probs, channels=2)
-    labels, n = _seeds(maps[0], maps[1], seed_threshold, contour_threshold, connectivity)
+    labels, n = _seeds(maps[0], maps[1], seed_threshold, contour_threshold, seed_connectivity)
     return _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode)
 
 
@@ -135,7 +143,7 @@ def seed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.8, dilation=
 
 def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, foreground_threshold=0.85,
                           merge_threshold=0.5, merge_function="mean", min_size=128,
-                          small_mode="background", connectivity=6):
+                          small_mode="background", connectivity=6, seed_connectivity=26):
     """Over-segment, then merge with waterz.
 
     Fragments: the seeded watershed of the interior map ``fg * (1 - contour)``
@@ -147,11 +155,12 @@ def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, fore
     affinities and uint64 fragments, as waterz needs them).
     """
     check_params(small_mode, connectivity, min_size, merge_function=merge_function,
-                 seed_threshold=seed_threshold, contour_threshold=contour_threshold,
-                 foreground_threshold=foreground_threshold, merge_threshold=merge_threshold)
+                 seed_connectivity=seed_connectivity, seed_threshold=seed_threshold,
+                 contour_threshold=contour_threshold, foreground_threshold=foreground_threshold,
+                 merge_threshold=merge_threshold)
     maps = check_maps(probs, channels=2)
     fg, contour = maps[0], maps[1]
-    labels, n = _seeds(fg, contour, seed_threshold, contour_threshold, connectivity)
+    labels, n = _seeds(fg, contour, seed_threshold, contour_threshold, seed_connectivity)
     if n:
         interior = interior_map(fg, contour)
         mask = fg > threshold_level(foreground_threshold)

@@ -98,20 +98,22 @@ def label_agreement(labels, reference):
 
 
 def skimage_bc_watershed(probs, seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85,
-                         min_size=128):
+                         min_size=128, seed_connectivity=26, connectivity=6):
     """The bc_watershed decode composed from scikit-image (the predecessor's way): the oracle/baseline.
 
-    ``measure.label`` (6-connected) of the seeds, ``segmentation.watershed``
-    of the inverted foreground within the mask, ``morphology.remove_small_objects``.
-    Returns int32 labels (not relabelled).
+    ``measure.label`` of the seeds (default: its full connectivity, 26, as the
+    predecessor called it), ``segmentation.watershed`` of the inverted
+    foreground within the mask (default: its 6-connectivity),
+    ``morphology.remove_small_objects``. Returns int32 labels (not relabelled).
     """
     from skimage import measure, segmentation
 
     fg, contour = probs[0], probs[1]
     seeds = (fg > int(255 * seed_threshold)) & (contour < int(255 * contour_threshold))
-    markers = measure.label(seeds, connectivity=1)
+    markers = measure.label(seeds, connectivity=3 if seed_connectivity == 26 else 1)
     del seeds
-    labels = segmentation.watershed(255 - fg, markers, mask=fg > int(255 * foreground_threshold))
+    labels = segmentation.watershed(255 - fg, markers, mask=fg > int(255 * foreground_threshold),
+                                    connectivity=3 if connectivity == 26 else 1)
     del markers
     return _remove_small_objects(labels, min_size)
 
