@@ -31,14 +31,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     setup_logging()
     from connectomics.data.convert import convert_volume
-    from connectomics.data.io import VolumeError
+    from connectomics.engine.cli import report_errors
 
-    try:
+    with report_errors(logger, extra=(ValueError,)) as status:
         convert_volume(args.input, args.output, args.chunks, args.overwrite)
-    except (VolumeError, FileNotFoundError, ValueError) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+    return status.code
 
 
 if __name__ == "__main__":

@@ -42,35 +42,33 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
+    from connectomics.engine.cli import report_errors
+
+    with report_errors(logger, resume_hint=True, extra=(ValueError,)) as status:
+        status.code = run(args)
+    return status.code
+
+
+def run(args):
     opts = list(args.opts)
     for flag, key in ((args.gt, "EVAL.GT_NAME"), (args.image, "INFERENCE.IMAGE_NAME"),
                       (args.output, "INFERENCE.OUTPUT_PATH")):
         if flag:
             opts += [key, flag]  # relative paths resolve against the current directory
-    try:
-        cfg = load_cfg(args.config_file, opts)
-    except ConfigError as err:
-        logger.error("%s", err)
-        return 2
-    from connectomics.engine.errors import USER_ERRORS
+    cfg = load_cfg(args.config_file, opts)
     from connectomics.engine.evaluate_checkpoints import evaluate_checkpoints
+    from connectomics.engine.preflight import check_inference_volumes, check_writable_folder
 
     if not cfg.EVAL.GT_NAME:
-        logger.error("no ground truth: pass --gt GT.h5 or set EVAL.GT_NAME")
-        return 2
-    try:  # before any checkpoint is run: a missing image or GT would fail only after the first inference
-        check_input_files(cfg, "test")
-    except FileNotFoundError as err:
-        logger.error("%s", err)
-        return 2
+        raise ConfigError("no ground truth: pass --gt GT.h5 or set EVAL.GT_NAME")
+    # before any checkpoint is run: a missing or mismatched image or GT would fail only after the first inference
+    check_input_files(cfg, "test")
+    check_writable_folder(cfg.INFERENCE.OUTPUT_PATH, "INFERENCE.OUTPUT_PATH")
+    check_inference_volumes(cfg)
     setup_logging(cfg.INFERENCE.OUTPUT_PATH)
     save_cfg(cfg, cfg.INFERENCE.OUTPUT_PATH)
     folder = os.path.abspath(args.checkpoints) if args.checkpoints else cfg.DATASET.OUTPUT_PATH
-    try:
-        evaluate_checkpoints(cfg, folder, args.first, args.last)
-    except USER_ERRORS + (ValueError,) as err:  # no checkpoint in range, other settings, a malformed CSV ...
-        logger.error("%s: %s", type(err).__name__, err)
-        return 2
+    evaluate_checkpoints(cfg, folder, args.first, args.last)
     return 0
 
 

@@ -67,6 +67,10 @@ def main(argv=None):
                                          parse_iteration, write_reports)
 
     try:
+        if args.threshold_crumb < 0:
+            raise ValueError(f"-thc (--threshold-crumb) = {args.threshold_crumb}: must be >= 0 voxels")
+        if args.chunk_size < 1:
+            raise ValueError(f"-cz (--chunk-size) = {args.chunk_size}: must be >= 1 slice")
         thresholds = parse_numbers(args.threshold, "-th", 2)
         slices = None if args.slices.strip() == "-1" else [int(v) for v in parse_numbers(args.slices, "-sl", 2)]
         iteration = args.iteration if args.iteration is not None else parse_iteration(parse_spec(args.predict_seg)[0])
@@ -79,11 +83,17 @@ def main(argv=None):
     except (FileNotFoundError, VolumeError, LabelError, ScoreError, ValueError) as err:
         logger.error("%s", err)
         return 2
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return 130
     prefix = args.output_name or os.path.splitext(parse_spec(args.predict_seg)[0])[0]
     print(format_table(result), flush=True)
-    paths = write_reports(result, prefix, iteration=iteration, csv_path=args.csv)
-    print("wrote " + ", ".join(paths))
-    return 0
+    from connectomics.engine.cli import report_errors
+
+    with report_errors(logger) as status:
+        paths = write_reports(result, prefix, iteration=iteration, csv_path=args.csv)
+        print("wrote " + ", ".join(paths))
+    return status.code
 
 
 if __name__ == "__main__":

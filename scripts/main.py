@@ -19,7 +19,7 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.config import ConfigError, check_input_files, load_cfg, save_cfg  # noqa: E402
+from connectomics.config import check_input_files, load_cfg  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("main")
@@ -44,7 +44,9 @@ def get_parser():
                              "cluster, one worker per core; the default of a bare --scheduler), 'inprocess', or a "
                              "scheduler address tcp://host:port; overrides SYSTEM.SCHEDULER")
     parser.add_argument("--overwrite", action="store_true",
-                        help="inference: redo outputs that exist from a run with other settings")
+                        help="replace results made with other settings: inference outputs outside the training "
+                             "run's folder (inside it they follow the newest model anyway); training: move a run "
+                             "of other settings in DATASET.OUTPUT_PATH aside (to FOLDER.previous-N) and start anew")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 1e-4 (must come last)")
     return parser
@@ -53,44 +55,47 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
+    from connectomics.engine.cli import report_errors
+
+    with report_errors(logger, resume_hint=True) as status:
+        status.code = run_main(args)
+    return status.code
+
+
+def run_main(args):
+    """Config -> run folder check -> logging -> synthetic data -> preflight -> training / inference."""
     opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
-    try:
-        cfg = load_cfg(args.config_file, opts, freeze=False)
-    except ConfigError as err:
-        logger.error("%s", err)
-        return 2
+    cfg = load_cfg(args.config_file, opts, freeze=False)
     mode = "test" if args.inference else "train"
     out = cfg.INFERENCE.OUTPUT_PATH if args.inference else cfg.DATASET.OUTPUT_PATH
-    log = cfg.MONITOR.LOG_OPT  # [console, tensorboard, log.txt]
-    setup_logging(out if log[2] else None, console=bool(log[0]))
     main_process = int(os.environ.get("RANK", 0)) == 0  # torchrun: one process prepares, all train
+    if mode == "train" and main_process:
+        from connectomics.engine.run_folder import check_run_folder
+
+        check_run_folder(cfg, overwrite=args.overwrite)  # other settings: refused, or moved aside
+    log = cfg.MONITOR.LOG_OPT  # [console, tensorboard, log.txt]
+    from connectomics.engine.preflight import check_writable_folder
+
+    check_writable_folder(out, "INFERENCE.OUTPUT_PATH" if args.inference else "DATASET.OUTPUT_PATH")
+    setup_logging(out if log[2] else None, console=bool(log[0]))
     if cfg.DATASET.SYNTHETIC.ENABLED and main_process:
+        from connectomics.config import ConfigError
         from connectomics.data.synthetic import ensure_synthetic
 
         try:
             ensure_synthetic(cfg)
-        except (ValueError, FileExistsError) as err:  # a bad SYNTHETIC key or a volume it would overwrite
-            logger.error("%s", err)
-            return 2
+        except ValueError as err:  # a bad SYNTHETIC key
+            raise ConfigError(str(err)) from None
     cfg.freeze()
-    try:
-        wait = 0 if main_process else 600  # other ranks wait for the files rank 0 generates
-        check_input_files(cfg, mode, wait_seconds=wait)
-        if args.checkpoint and not os.path.isfile(args.checkpoint):
-            raise FileNotFoundError(f"--checkpoint {args.checkpoint} not found")
-    except FileNotFoundError as err:
-        logger.error("%s", err)
-        return 2
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint} not found")
     if main_process:
-        save_cfg(cfg, out)
-        logger.info("merged config saved to %s", os.path.join(out, "config.yaml"))
-    from connectomics.engine.errors import USER_ERRORS
+        from connectomics.engine.preflight import preflight
 
-    try:
-        run(cfg, args)
-    except USER_ERRORS as err:
-        logger.error("%s: %s", type(err).__name__, err)
-        return 2
+        preflight(cfg, mode, overwrite=args.overwrite, scheduler=args.scheduler)
+    else:
+        check_input_files(cfg, mode, wait_seconds=600)  # other ranks wait for the files rank 0 generates
+    run(cfg, args)
     return 0
 
 

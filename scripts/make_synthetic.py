@@ -41,12 +41,13 @@ def main(argv=None):
     else:
         parser.error("give --out-dir DIR, or both --image and --label")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    from connectomics.engine.cli import report_errors
+
+    with report_errors(logging.getLogger("make_synthetic"), extra=(ValueError,)) as status:
         stats = write_synthetic_pair(image, label, tuple(args.shape), args.seed, png=png,
                                      artefacts=args.artefacts)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if status.code:
+        return status.code
     print(f"image: {image}\nlabel: {label}" + (f"\npreview: {png}" if png else ""))
     print(f"{stats['n_instances']} instances: {stats['small']} small (< 5e3 voxels), {stats['medium']} medium, "
           f"{stats['large']} large (> 3e4); sizes min {stats['min']}, median {stats['median']:.0f}, "

@@ -11,7 +11,9 @@ globally consistent ids; a killed run resumes at the first unfinished block.
 
 Input: (2, Z, Y, X) maps, channel 0 foreground, channel 1 instance contour, uint8 0..255 (as
 inference writes them) or float in [0, 1] (quantised as floor(255 * p + 0.5)). Output: dataset
-`main` (unless named), uint32 ids 1..N, 0 = background, written atomically; beside it
+`main` (unless named), uint32 ids 1..N, 0 = background, written atomically, with the settings
+that made it (decoder, thresholds, the maps' content identity): the same command again reuses
+it, other thresholds or changed maps are refused unless --overwrite; beside it
 `<output>_scores.txt`, the mean foreground probability of every instance (`id score` rows), which
 `scripts/evaluate.py -ps` takes to rank predictions by confidence instead of size.
 """
@@ -41,7 +43,8 @@ def get_parser():
                         help="run blockwise on Dask: 'local' (default of a bare --scheduler), 'inprocess' or "
                              "tcp://host:port (SYSTEM.SCHEDULER)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="blockwise: replace an output or work folder from a run with other settings")
+                        help="replace an output (and, blockwise, a work folder) made with other settings or "
+                             "from other maps; without it such an output is refused and kept")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. POSTPROCESS.SEED_THRESHOLD 0.85 (must come last)")
     return parser
@@ -51,21 +54,21 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
     from connectomics.blockwise.build import connect_from_cfg, postprocess_from_cfg, use_blockwise
-    from connectomics.engine.errors import USER_ERRORS
+    from connectomics.engine.cli import report_errors
     from connectomics.postprocess import build_decoder, postprocess_file
 
+    from connectomics.postprocess.io import check_maps_name
+
     opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
-    try:
+    with report_errors(logger, resume_hint=True, extra=(ValueError,)) as status:
         cfg = load_cfg(args.config_file, opts)
+        check_maps_name(args.input)
         if use_blockwise(cfg):
             with connect_from_cfg(cfg) as client:
                 postprocess_from_cfg(cfg, args.input, args.output, client, overwrite=args.overwrite)
         else:
-            postprocess_file(args.input, args.output, build_decoder(cfg))
-    except USER_ERRORS + (ValueError,) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+            postprocess_file(args.input, args.output, build_decoder(cfg), overwrite=args.overwrite)
+    return status.code
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.config import ConfigError, load_cfg, split_names  # noqa: E402
+from connectomics.config import load_cfg, split_names  # noqa: E402
 from connectomics.data.augmentation import Compose, build_train_augmentor  # noqa: E402
 from connectomics.data.augmentation.preview import render_samples, synthetic_pair, training_pair  # noqa: E402
 from connectomics.data.io import parse_spec  # noqa: E402
@@ -35,11 +35,15 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_cfg(args.config_file, args.opts)
-    except ConfigError as err:
-        logging.getLogger("show_augmentation").error("%s", err)
-        return 2
+    from connectomics.engine.cli import report_errors
+
+    with report_errors(logging.getLogger("show_augmentation")) as status:
+        run(args)
+    return status.code
+
+
+def run(args):
+    cfg = load_cfg(args.config_file, args.opts)
     augmentor = build_train_augmentor(cfg) or Compose([], cfg.MODEL.INPUT_SIZE, smooth=False)
     rng = np.random.default_rng(args.seed)
     images, labels = split_names(cfg.DATASET.IMAGE_NAME), split_names(cfg.DATASET.LABEL_NAME)
@@ -54,7 +58,6 @@ def main(argv=None):
     source = images[0] if use_file else "synthetic ellipsoids"
     render_samples(samples, args.out, title=f"{source}\n{augmentor}")
     print(args.out)
-    return 0
 
 
 if __name__ == "__main__":

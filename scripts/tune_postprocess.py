@@ -18,8 +18,7 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.config import ConfigError, load_cfg  # noqa: E402
-from connectomics.data.io import VolumeError  # noqa: E402
+from connectomics.config import load_cfg  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("tune_postprocess")
@@ -45,15 +44,14 @@ def main(argv=None):
     from connectomics.data.io import parse_spec
     from connectomics.postprocess.tuning import run_tuning
 
-    try:
+    from connectomics.engine.cli import report_errors
+
+    with report_errors(logger, extra=(ValueError,)) as status:
         cfg = load_cfg(args.config_file, args.opts)
         folder = args.output_dir or os.path.dirname(os.path.abspath(parse_spec(args.input)[0]))
         result = run_tuning(cfg, args.input, args.gt, folder, args.max_evals)
-    except (ConfigError, VolumeError, FileNotFoundError, ValueError) as err:
-        logger.error("%s", err)
-        return 2
-    print(result, flush=True)
-    return 0
+        print(result, flush=True)
+    return status.code
 
 
 if __name__ == "__main__":

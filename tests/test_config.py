@@ -129,9 +129,11 @@ def test_missing_input_files_and_unset_variables(tmp_path, monkeypatch):
                           str(tmp_path / "missing_label.h5")])
     with pytest.raises(FileNotFoundError, match=r"DATASET.IMAGE_NAME: input file not found: .*missing.h5"):
         check_input_files(cfg, "train")
-    cfg = load_cfg(None, ["INFERENCE.IMAGE_NAME", "${NOT_SET_VAR}/x.h5"])
-    with pytest.raises(FileNotFoundError, match="environment variable NOT_SET_VAR is not set"):
-        check_input_files(cfg, "test")
+    for key, value in (("INFERENCE.IMAGE_NAME", "${NOT_SET_VAR}/x.h5"), ("INFERENCE.OUTPUT_PATH", "$NOT_SET_VAR/out"),
+                       ("DATASET.OUTPUT_PATH", "runs/$NOT_SET_VAR")):
+        # at load: an unset variable in an output path would otherwise make a folder literally named '$VAR'
+        with pytest.raises(ConfigError, match=f"{key} = .*environment variable \\$NOT_SET_VAR is not set"):
+            load_cfg(None, [key, value])
 
 
 def test_glob_of_image_slices_is_an_input(tmp_path):

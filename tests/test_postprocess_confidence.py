@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from connectomics.config import ConfigError, load_cfg
-from connectomics.data.io import VolumeError, read_volume, write_volume
+from connectomics.data.io import ResumeError, VolumeError, read_volume, write_volume
 from connectomics.evaluation import evaluate_volumes, load_scores
 from connectomics.postprocess.confidence import (block_grid, instance_confidence, scores_path,
                                                  write_instance_confidence)
@@ -181,7 +181,10 @@ def test_a_failed_rewrite_leaves_no_stale_score_file(tmp_path):
     out = tmp_path / "instances.h5"
     stale = tmp_path / "instances_scores.txt"
     stale.write_text("# stale\n1 0.5\n")
-    out.mkdir()  # the instance volume cannot be written
-    with pytest.raises(OSError):
+    out.mkdir()  # the instance volume cannot be written (a folder in the way: refused, or with overwrite kept)
+    with pytest.raises(ResumeError):
         postprocess_file(str(tmp_path / "probs.h5"), str(out), build_decoder(load_cfg()))
-    assert not stale.exists()
+    assert stale.exists()  # refused before anything was touched
+    with pytest.raises(OSError):
+        postprocess_file(str(tmp_path / "probs.h5"), str(out), build_decoder(load_cfg()), overwrite=True)
+    assert not stale.exists() and out.is_dir()

@@ -190,9 +190,9 @@ def test_restarted_run_resumes_its_own_checkpoints(tmp_path):
     source = str(tmp_path / "elsewhere" / "checkpoint_005000.pth.tar")
     save_checkpoint(source, other, optimizer, scheduler, 5000, cfg.MODEL.ARCHITECTURE)
     model, optimizer, scheduler = fresh()
-    assert _resume(cfg, source, model, optimizer, scheduler, None) == 0
+    assert _resume(cfg, source, model, optimizer, scheduler, None)[0] == 0
     assert torch.equal(next(model.parameters()), next(other.parameters()))
     save_checkpoint(str(tmp_path / "run" / "checkpoint_000040.pth.tar"), model, optimizer, scheduler, 40,
                     cfg.MODEL.ARCHITECTURE)
     model, optimizer, scheduler = fresh()
-    assert _resume(cfg, source, model, optimizer, scheduler, None) == 40  # the same command after a kill
+    assert _resume(cfg, source, model, optimizer, scheduler, None)[0] == 40  # the same command after a kill

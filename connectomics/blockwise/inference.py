@@ -86,6 +86,21 @@ def predict_block(index, cfg_text, checkpoint, device, input_spec, out_path, til
     return {"pid": os.getpid(), "loads": LOADS["count"]}
 
 
+def blockwise_map_settings(cfg, checkpoint, input_spec, device="cpu"):
+    """``(settings, tiling, shape)`` of the maps :func:`infer_blockwise` makes of ``input_spec``:
+    what it records with its store (the single-process settings, aligned chunks, channels)."""
+    from connectomics.inference.predictor import check_volume
+    from connectomics.inference.writer import run_settings
+
+    predictor, _ = worker_predictor(cfg.dump(), os.path.abspath(checkpoint), str(device))
+    with open_volume(input_spec) as volume:
+        check_volume(volume, str(input_spec))
+        shape = tuple(int(n) for n in volume.shape)
+    tiling = predictor.tiling(shape, tuple(cfg.INFERENCE.CHUNK_SIZE), aligned=True)
+    settings = dict(run_settings(predictor, tiling, input_spec), aligned=True, channels=cfg.MODEL.OUT_PLANES)
+    return settings, tiling, shape
+
+
 def infer_blockwise(cfg, checkpoint, input_spec, output_path, client=None, device="cpu", retries=2,
                     overwrite=False, on_block_done=None):
     """Predict ``input_spec`` (Z, Y, X) into the zarr store ``output_path`` ((C, Z, Y, X) uint8), block by block.
@@ -94,19 +109,11 @@ def infer_blockwise(cfg, checkpoint, input_spec, output_path, client=None, devic
     path, read by every worker; ``client``: ``distributed.Client`` or None (in
     this process). Returns ``(output_path, {block index: result})``.
     """
-    from connectomics.inference.predictor import check_volume
-    from connectomics.inference.writer import run_settings
-
     if not output_path.lower().endswith(".zarr"):
         raise ValueError(f"blockwise inference writes a zarr store (name.zarr), not {output_path}")
     cfg_text = cfg.dump()
     checkpoint = os.path.abspath(checkpoint)
-    predictor, _ = worker_predictor(cfg_text, checkpoint, str(device))
-    with open_volume(input_spec) as volume:
-        check_volume(volume, str(input_spec))
-        shape = tuple(int(n) for n in volume.shape)
-    tiling = predictor.tiling(shape, tuple(cfg.INFERENCE.CHUNK_SIZE), aligned=True)
-    settings = dict(run_settings(predictor, tiling, input_spec), aligned=True, channels=cfg.MODEL.OUT_PLANES)
+    settings, tiling, shape = blockwise_map_settings(cfg, checkpoint, input_spec, device)
     if check_existing(output_path, settings, overwrite, what="probability maps"):
         return output_path, {}
     tmp = temporary_name(output_path)

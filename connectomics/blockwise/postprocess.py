@@ -39,7 +39,8 @@ from connectomics.blockwise.components import face_pairs, label_block, provision
 from connectomics.blockwise.segment import (final_block, global_sizes, relabel_table, seed_block, segment_block,
                                             write_block)
 from connectomics.blockwise.store import (SETTINGS, Markers, align_block, check_existing, create_array,
-                                          input_chunks, input_identity, output_target, publish, remove)
+                                          input_chunks, output_target, publish, remove)
+from connectomics.data.identity import volume_identity
 from connectomics.data.io import VolumeError, copy_other_datasets, h5_chunks, open_volume, parse_spec, temporary_name
 from connectomics.postprocess.decoders import check_params, get_decoder
 
@@ -113,7 +114,8 @@ def _open_input(input_spec, output_spec, channels, block):
     """Check the maps and the output name.
 
     Returns ``(out_path, out_key, shape, block aligned to the input chunks, input id)``
-    (the id: :func:`~connectomics.blockwise.store.input_identity`).
+    (the id: :func:`~connectomics.data.identity.volume_identity`, so maps rewritten since,
+    even one chunk in place, are decoded again).
     """
     out_path, out_key = parse_spec(output_spec)
     if not out_path.lower().endswith((".h5", ".hdf5", ".zarr")):
@@ -124,7 +126,7 @@ def _open_input(input_spec, output_spec, channels, block):
         _check_maps(maps, str(input_spec), channels)
         shape = tuple(int(n) for n in maps.shape[1:])
         block = align_block(block, input_chunks(maps, str(input_spec)), shape)
-        identity = input_identity(maps, parse_spec(input_spec)[0])
+    identity = volume_identity(input_spec)
     return out_path, out_key, shape, block, identity
 
 
@@ -132,6 +134,25 @@ def _settings(input_spec, identity, shape, block, **extra):
     path, key = parse_spec(input_spec)
     return dict(stages=STAGES_VERSION, input=os.path.abspath(path), input_key=key, input_id=identity,
                 shape=list(shape), block=list(block), **extra)
+
+
+def blockwise_settings(input_spec, output_spec, decoder="bc_watershed", params=None, block=(64, 512, 512),
+                       halo=(8, 64, 64)):
+    """What :func:`postprocess_blockwise` with these arguments records with its output.
+
+    Returns ``(out_path, out_key, shape, block, halo, params, settings)``: the block rounded up
+    to the input's chunks, the halo grown to the dilation radius, the decoder's full keywords.
+    """
+    check_blockwise(decoder, params or {})
+    params = decoder_defaults(decoder, params or {})
+    use_contour, method, _ = PLANS[decoder]
+    out_path, out_key, shape, block, identity = _open_input(input_spec, output_spec, 2 if use_contour else 1,
+                                                            block)
+    halo = tuple(int(h) for h in halo)
+    if method == "grow":
+        halo = tuple(max(h, (d - 1) // 2) for h, d in zip(halo, params["dilation"]))
+    settings = _settings(input_spec, identity, shape, block, decoder=decoder, params=params, halo=list(halo))
+    return out_path, out_key, shape, block, halo, params, settings
 
 
 def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", params=None, client=None,
@@ -150,15 +171,9 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
     files derived from an earlier output (a score table), removed once the output is to be
     rebuilt (not when it is complete already, nor when a run is refused). Returns the output path.
     """
-    check_blockwise(decoder, params or {})
-    params = decoder_defaults(decoder, params or {})
+    out_path, out_key, shape, block, halo, params, settings = blockwise_settings(input_spec, output_spec, decoder,
+                                                                                 params, block, halo)
     use_contour, method, min_seed = PLANS[decoder]
-    out_path, out_key, shape, block, identity = _open_input(input_spec, output_spec, 2 if use_contour else 1,
-                                                            block)
-    halo = tuple(int(h) for h in halo)
-    if method == "grow":
-        halo = tuple(max(h, (d - 1) // 2) for h, d in zip(halo, params["dilation"]))
-    settings = _settings(input_spec, identity, shape, block, decoder=decoder, params=params, halo=list(halo))
     if check_existing(out_path, settings, overwrite, key=out_key):
         return out_path
     for path in stale_files:

@@ -15,10 +15,9 @@ import shutil
 import numpy as np
 
 from connectomics.data.io import ResumeError, VolumeError, remove_path as remove, temporary_name
+from connectomics.data.settings import SETTINGS, check_existing, difference, normalise  # noqa: F401 (re-export)
 
 logger = logging.getLogger(__name__)
-
-SETTINGS = "connectomics_settings"  # attribute / file holding the settings of a store or work folder
 MAX_READ_CHUNK_MIB = 256  # an input chunk larger than this would blow the per-block memory bound
 
 
@@ -28,79 +27,9 @@ def _compressors():
     return [zarr.codecs.ZstdCodec(level=1)]
 
 
-def _difference(old, new):
-    keys = sorted(set(old or {}) | set(new))
-    return ", ".join(f"{k}: {(old or {}).get(k)!r} -> {new.get(k)!r}" for k in keys
-                     if (old or {}).get(k) != new.get(k))
-
-
-def _normalise(settings):
-    return json.loads(json.dumps(settings, sort_keys=True))  # tuples -> lists, as stored
-
-
-def stored_settings(path):
-    """The settings recorded in a zarr store, or None (no store, or none recorded)."""
-    import zarr
-
-    try:
-        node = zarr.open(path, mode="r")
-    except Exception:  # noqa: BLE001 - absent or not a store
-        return None
-    return node.attrs.asdict().get(SETTINGS)
-
-
 def output_target(path, key=None):
     """Where a zarr output's array lives: ``store.zarr`` (an array store) or ``store.zarr/key`` (a group member)."""
     return os.path.join(path, key) if key else path
-
-
-def check_existing(path, settings, overwrite, what="output", key=None):
-    """True if the output holds a complete result with these settings; remove or refuse another one.
-
-    ``path``: ``store.zarr`` or ``file.h5``; ``key``: the array of a zarr group or
-    the dataset of an HDF5 file (default ``main``). Only that array / dataset
-    counts: the other members of a group or file are never removed (the HDF5
-    export copies them into the new file).
-    """
-    exists, old, readable = _existing_settings(path, key)
-    if not exists:
-        return False
-    diff = _difference(old, _normalise(settings))
-    if not diff:
-        logger.info("%s %s is already complete; nothing to do", what, path)
-        return True
-    name = f"{path}:{key}" if key else path
-    if not overwrite:
-        raise ResumeError(f"{what} {name} exists from a run with other settings ({diff}); pass --overwrite "
-                          "to replace it, or choose another output name")
-    logger.warning("overwriting %s (%s)", name, diff)
-    if path.lower().endswith(".zarr"):
-        remove(output_target(path, key))
-    elif not readable:
-        remove(path)
-    return False
-
-
-def _existing_settings(path, key):
-    """``(exists, settings or None, readable)`` of the output array / dataset ``key`` of ``path``."""
-    if path.lower().endswith(".zarr"):
-        target = output_target(path, key)
-        return os.path.exists(target), stored_settings(target), True
-    if not os.path.exists(path):
-        return False, None, True
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            name = key or "main"
-            if name not in f:
-                return False, None, True
-            text = f[name].attrs.get(SETTINGS)
-            if text is None and len(f) == 1:  # written before settings moved to the dataset
-                text = f.attrs.get(SETTINGS)
-    except OSError:
-        return True, None, False
-    return True, (json.loads(text) if text is not None else None), True
 
 
 SUB_CHUNK = (32, 256, 256)  # target (z, y, x) of the chunks inside a block: halo reads decode little
@@ -126,13 +55,14 @@ def create_array(path, shape, chunks, dtype, settings, fill_value=0):
     import zarr
 
     if os.path.exists(path):
-        old = stored_settings(path)
-        if old == _normalise(settings):
+        from connectomics.data.settings import stored_settings
+
+        if stored_settings(path)[1] == normalise(settings):
             return zarr.open_array(path, mode="r+")
         remove(path)
     array = zarr.create_array(store=path, shape=tuple(shape), chunks=sub_chunks(chunks), dtype=dtype,
                               fill_value=fill_value, compressors=_compressors(), overwrite=True)
-    array.attrs[SETTINGS] = _normalise(settings)
+    array.attrs[SETTINGS] = normalise(settings)
     return array
 
 
@@ -168,38 +98,6 @@ def input_chunks(volume, name):
     return chunks[-3:]
 
 
-def input_identity(volume, name):
-    """A short id of an input's content, stored with the settings of the runs that read it.
-
-    ``volume``: the open zarr array or h5py dataset of ``name``. A store that
-    a run recorded settings in (blockwise inference: model, checkpoint,
-    tiling) is identified by those settings; any other input by the size and
-    modification time of its file (a zarr array: its metadata file). A rerun
-    on maps rewritten since (e.g. inference with another checkpoint) then
-    differs, so a finished output is never reused for new maps.
-    """
-    import hashlib
-
-    attrs = getattr(volume, "attrs", None)
-    recorded = attrs.asdict().get(SETTINGS) if hasattr(attrs, "asdict") else None
-    if recorded is not None:
-        return "settings:" + hashlib.sha1(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
-    store = getattr(volume, "store_path", None)
-    if store is not None:  # zarr: v3 'zarr.json', else v2 '.zarray' (a store that is not a local folder: no id)
-        root = getattr(getattr(store, "store", None), "root", None)
-        if root is None:
-            return None
-        folder = os.path.join(str(root), volume.path)
-        files = [os.path.join(folder, n) for n in ("zarr.json", ".zarray")]
-    else:
-        files = [getattr(getattr(volume, "file", None), "filename", None) or name]
-    for path in files:
-        if os.path.exists(path):
-            stat = os.stat(path)
-            return f"file:{stat.st_size}:{stat.st_mtime_ns}"
-    return None
-
-
 def align_block(block, chunks, shape):
     """``block`` rounded up to a multiple of the input's chunk shape (reads then decode each chunk once)."""
     if chunks is None:
@@ -222,12 +120,12 @@ class Markers:
 
     def __init__(self, folder, settings, overwrite=False):
         self.folder = folder
-        settings = _normalise(settings)
+        settings = normalise(settings)
         path = os.path.join(folder, "settings.json")
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 old = json.load(f)
-            diff = _difference(old, settings)
+            diff = difference(old, settings)
             if diff and not overwrite:
                 raise ResumeError(f"work folder {folder} is from a run with other settings ({diff}); pass "
                                   "--overwrite to start again, or delete that folder")

@@ -157,7 +157,7 @@ _C.INFERENCE.INPUT_SIZE = []  # sliding window (z, y, x); [] = MODEL.INPUT_SIZE
 _C.INFERENCE.OUTPUT_SIZE = []  # must equal INPUT_SIZE; [] = MODEL.OUTPUT_SIZE
 _C.INFERENCE.INPUT_PATH = ""  # folder prefix of INFERENCE.IMAGE_NAME ("" = DATASET.INPUT_PATH)
 _C.INFERENCE.IMAGE_NAME = ""  # volume(s) to segment: file.h5[:key], .tif or .json, joined by '@'
-_C.INFERENCE.OUTPUT_PATH = "outputs/inference"  # folder of probs.h5, instances.h5 and reports
+_C.INFERENCE.OUTPUT_PATH = ""  # folder of probs.h5, instances.h5, reports ("" = DATASET.OUTPUT_PATH/inference)
 _C.INFERENCE.OUTPUT_NAME = "probs.h5"  # file name of the uint8 probability maps
 _C.INFERENCE.PAD_SIZE = []  # mirror padding per side (z, y, x); [] = DATASET.PAD_SIZE
 _C.INFERENCE.STRIDE = [4, 128, 128]  # step between windows (z, y, x)

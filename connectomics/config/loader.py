@@ -46,8 +46,11 @@ def _unknown_key_error(full_key, schema, source):
 
 def _coerce(value, default, full_key, source):
     """Return ``value`` converted to the type of ``default``, or raise ConfigError."""
-    if default is None or value is None:
+    if default is None:
         return value
+    if value is None:
+        raise ConfigError(f"config key {full_key} (in {source}) expects a {type(default).__name__}, got null "
+                          "(an empty value); give a value or leave the key out")
     if isinstance(value, str) and not isinstance(default, str):
         value = _parse_opt_value(value)  # YAML reads 1e-4 and (1, 2) as strings
     if isinstance(default, bool):
@@ -76,7 +79,7 @@ def merge_dict(cfg, data, source, prefix=""):
         if key not in cfg:
             raise _unknown_key_error(full, get_cfg_defaults(), source)
         if isinstance(cfg[key], CN):
-            merge_dict(cfg[key], value, source, full + ".")
+            merge_dict(cfg[key], {} if value is None else value, source, full + ".")  # an empty section: nothing
         else:
             cfg[key] = _coerce(value, cfg[key], full, source)
 
@@ -88,9 +91,14 @@ def _read_yaml(path, seen=()):
         raise ConfigError(f"_BASE_ cycle through {path}")
     with open(path, encoding="utf-8") as f:
         try:
-            data = yaml.safe_load(f) or {}
+            data = yaml.safe_load(f)
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected config sections (SYSTEM:, MODEL:, ...) at the top level, got a "
+                          f"{type(data).__name__}")
     base = data.pop("_BASE_", None)
     chain = []
     if base:
@@ -137,6 +145,8 @@ def fill_inference_defaults(cfg):
         inf.PAD_SIZE = list(cfg.DATASET.PAD_SIZE)
     if not inf.INPUT_PATH:
         inf.INPUT_PATH = cfg.DATASET.INPUT_PATH
+    if not inf.OUTPUT_PATH:  # results of a run live in its folder (and follow its newest model)
+        inf.OUTPUT_PATH = os.path.join(cfg.DATASET.OUTPUT_PATH, "inference")
 
 
 def load_cfg(config_file=None, opts=(), freeze=True):
@@ -150,11 +160,11 @@ def load_cfg(config_file=None, opts=(), freeze=True):
             merge_dict(cfg, data, path)
     merge_opts(cfg, list(opts or ()))
     fill_inference_defaults(cfg)
-    resolve_paths(cfg)
     try:
+        resolve_paths(cfg)
         validate_cfg(cfg)
     except ValueError as err:
-        raise ConfigError(str(err)) from err
+        raise ConfigError(str(err)) from None
     if freeze:
         cfg.freeze()
     return cfg

@@ -6,6 +6,9 @@ working directory. ``*_NAME`` keys are first joined to their ``INPUT_PATH``.
 Several volumes are joined by ``@``; ``file.h5:key`` names a dataset.
 """
 import os
+import re
+
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 # (name keys, folder key that prefixes them)
 _NAMED_GROUPS = (
@@ -49,8 +52,21 @@ def split_names(value):
     return [part for part in value.split("@") if part]
 
 
+def check_variables(key, value):
+    """ValueError if ``value`` (a path key's value) names an environment variable that is not set:
+    it would otherwise stay in the path as a folder literally called ``$VAR``."""
+    for match in _VARIABLE.finditer(value or ""):
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise ValueError(f"config key {key} = {value!r}: environment variable ${name} is not set; "
+                             f"export {name}=... or give the path itself")
+
+
 def resolve_paths(cfg):
-    """Rewrite every path key of ``cfg`` (mutable) to an absolute path."""
+    """Rewrite every path key of ``cfg`` (mutable) to an absolute path (ValueError for an unset ``$VAR``)."""
+    for key in ("SYSTEM.ROOT_DIR",) + tuple(k for names, folder in _NAMED_GROUPS for k in names + (folder,)) \
+            + _PLAIN_KEYS:
+        check_variables(key, _get(cfg, key))
     root = expand(cfg.SYSTEM.ROOT_DIR) or os.getcwd()
     root = os.path.abspath(root)
     cfg.SYSTEM.ROOT_DIR = root

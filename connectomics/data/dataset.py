@@ -86,6 +86,10 @@ def load_training_volumes(image_specs, label_specs, mask_specs=(), pad=(0, 0, 0)
         labels.append(label)
         if mask is not None:
             masks.append((mask > 0).astype(np.uint8))
+        if not label.any():
+            logger.warning("label %s holds no foreground%s: the model learns background there only; check "
+                           "DATASET.LABEL_NAME (and DATASET.LABEL_BINARY for 0/255 masks)", lspec,
+                           "" if chunk is None else f" in chunk {chunk[1]}")
         logger.info("training volume %s: %s, %d instances", ispec, image.shape, int(label.max()))
     return images, labels, (masks or None)
 

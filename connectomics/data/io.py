@@ -62,7 +62,13 @@ def open_volume(spec):
     _check_exists(path)
     lower = path.lower()
     if lower.endswith(H5_EXTENSIONS):
-        with h5py.File(path, "r") as f:
+        if os.path.isdir(path):
+            raise VolumeError(f"{path} is a folder, not an HDF5 file")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:  # truncated, corrupt, or not HDF5 at all
+            raise VolumeError(f"{path} is not a readable HDF5 file ({err}); was it written completely?") from None
+        with f:
             name = key or _first_dataset(f)
             if name not in f or not isinstance(f[name], h5py.Dataset):
                 available = []
@@ -197,6 +203,31 @@ class ImageStack:
         if n_pages != self.shape[0]:  # e.g. a volume in one ImageJ page
             self._whole = tifffile.imread(path).reshape(self.shape)
 
+    def check_slices(self):
+        """VolumeError naming the first slice (or TIFF page) whose shape differs from the others.
+
+        Reads the file headers only (no pixels), so a stack is checked before a long run reads it.
+        """
+        first = tuple(self.shape[1:])
+        if self._tiff:
+            import tifffile
+
+            with tifffile.TiffFile(self.files[0]) as tif:
+                pages = len(tif.pages)
+                for z, page in enumerate(tif.pages):
+                    if self._whole is None and tuple(page.shape)[:2] != first:
+                        raise VolumeError(f"{self.files[0]}: page {z} has shape {tuple(page.shape)}, page 0 "
+                                          f"{first}: every z slice must have one shape")
+            if self._whole is None and pages != self.shape[0]:
+                raise VolumeError(f"{self.files[0]}: {pages} pages but a stack of {self.shape[0]} slices: "
+                                  "pages of other shapes or kinds are mixed in")
+            return
+        for z, path in enumerate(self.files[1:], start=1):
+            shape = _image_shape(path)
+            if shape != first:
+                raise VolumeError(f"images under {self.path} differ in shape: {path} (slice {z}) is {shape}, "
+                                  f"{self.files[0]} is {first}")
+
     def _slice(self, z):
         image = _read_image(self.files[z])
         if image.ndim != 2:
@@ -228,6 +259,19 @@ class ImageStack:
     def __array__(self, dtype=None, copy=None):
         data = self[...]
         return data.astype(dtype) if dtype is not None else data
+
+
+def _image_shape(path):
+    """(height, width) of a 2D image file, from its header."""
+    if path.lower().endswith(TIFF_EXTENSIONS):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.pages[0].shape)[:2]
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size[::-1]
 
 
 def _read_image(path):
@@ -292,7 +336,12 @@ def copy_other_datasets(path, out, key):
     """
     if not os.path.exists(path):
         return
-    with h5py.File(path, "r") as old:
+    try:
+        old = h5py.File(path, "r")
+    except OSError as err:
+        logger.warning("%s is not a readable HDF5 file (%s): it is replaced and its other datasets are lost", path, err)
+        return
+    with old:
         for name in old:
             if name != key:
                 old.copy(name, out)
@@ -300,10 +349,11 @@ def copy_other_datasets(path, out, key):
         del out[key]
 
 
-def write_volume(spec, array, compression="gzip", level=4):
+def write_volume(spec, array, compression="gzip", level=4, attrs=None):
     """Write ``array`` to ``file.h5[:key]`` (default key ``main``) atomically, chunked and compressed.
 
-    Other datasets already in the file are kept. Returns the final path.
+    Other datasets already in the file are kept; ``attrs`` (a dict) become the dataset's
+    attributes. Returns the final path.
     """
     path, key = parse_spec(spec)
     key = key or "main"
@@ -316,5 +366,6 @@ def write_volume(spec, array, compression="gzip", level=4):
             opts = {"compression": compression, "compression_opts": level} if compression == "gzip" else {
                 "compression": compression}
             chunks = h5_chunks(array.shape) if array.ndim >= 3 and array.size else None
-            out.create_dataset(key, data=array, chunks=chunks, **(opts if chunks else {}))
+            dset = out.create_dataset(key, data=array, chunks=chunks, **(opts if chunks else {}))
+            dset.attrs.update(attrs or {})
     return path

@@ -168,23 +168,31 @@ def _mark_synthetic(spec, seed):
 
 
 def _dataset_state(spec):
-    """'missing', 'synthetic' (written by this module) or 'user' for the volume ``spec``."""
+    """``(state, seed, shape)`` of the volume ``spec``: state 'missing', 'synthetic' (written by
+    this module; its seed and shape) or 'user' (seed and shape None)."""
     import h5py
 
-    from connectomics.data.io import H5_EXTENSIONS, parse_spec
+    from connectomics.data.io import H5_EXTENSIONS, VolumeError, parse_spec
 
     path, key = parse_spec(spec)
     if not os.path.exists(path):
-        return "missing"
+        return "missing", None, None
     if not path.lower().endswith(H5_EXTENSIONS):
-        return "user"
-    with h5py.File(path, "r") as f:
+        return "user", None, None
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise VolumeError(f"{path} is not a readable HDF5 file ({err})") from None
+    with f:
         if key is None:
             names = list(f.keys())
             key = "main" if "main" in f or not names else names[0]
         if key not in f:
-            return "missing"
-        return "synthetic" if SEED_ATTRIBUTE in f[key].attrs else "user"
+            return "missing", None, None
+        attrs = f[key].attrs
+        if SEED_ATTRIBUTE not in attrs:
+            return "user", None, None
+        return "synthetic", int(attrs[SEED_ATTRIBUTE]), tuple(int(n) for n in f[key].shape)
 
 
 def synthetic_jobs(cfg):
@@ -210,6 +218,21 @@ def synthetic_jobs(cfg):
     return jobs
 
 
+def synthetic_identities(cfg):
+    """``{spec: 'synthetic:<seed>:<shape>'}`` of the volumes :func:`ensure_synthetic` makes (or has made)
+    for ``cfg``: their content follows from the seed and shape alone (empty when SYNTHETIC is off;
+    volumes a user wrote are left out)."""
+    syn = cfg.DATASET.SYNTHETIC
+    if not syn.ENABLED:
+        return {}
+    out = {}
+    for image_spec, label_spec, seed, _ in synthetic_jobs(cfg):
+        for spec in (image_spec, label_spec):
+            if spec and _dataset_state(spec)[0] != "user":
+                out[spec] = f"synthetic:{seed}:{list(syn.SHAPE)}"
+    return out
+
+
 def ensure_synthetic(cfg):
     """Write the synthetic volumes a config names but that do not exist yet.
 
@@ -218,9 +241,12 @@ def ensure_synthetic(cfg):
     DATASET.VAL_LABEL_NAME) and (INFERENCE.IMAGE_NAME, EVAL.GT_NAME) (paths
     already absolute) whose image or label is missing, a pair of shape
     ``SYNTHETIC.SHAPE`` is generated and both are written; an empty label name
-    means image only, an empty image name skips the pair. A pair is never
-    regenerated over a volume this module did not write: that raises
-    FileExistsError naming it. Returns the list of specs written.
+    means image only, an empty image name skips the pair. A pair this module
+    wrote with another seed or shape (``DATASET.SYNTHETIC.SEED 10`` where seed-0
+    volumes lie) is generated again, with a warning: the files then always hold
+    what the config says. A pair is never regenerated over a volume this module
+    did not write: that raises FileExistsError naming it. Returns the list of
+    specs written.
     """
     syn = cfg.DATASET.SYNTHETIC
     if not syn.ENABLED:
@@ -233,13 +259,21 @@ def ensure_synthetic(cfg):
     for image_spec, label_spec, seed, keys in synthetic_jobs(cfg):
         specs = [s for s in (image_spec, label_spec) if s]
         states = {spec: _dataset_state(spec) for spec in specs}
-        if "missing" not in states.values():
+        kinds = [state[0] for state in states.values()]
+        other = [f"{spec} (seed {state[1]}, shape {state[2]})" for spec, state in states.items()
+                 if state[0] == "synthetic" and (state[1] != seed or state[2] != tuple(syn.SHAPE))]
+        if "missing" not in kinds and not other:
             continue
-        users = [spec for spec, state in states.items() if state == "user"]
+        users = [spec for spec, state in states.items() if state[0] == "user"]
         if users:
             raise FileExistsError(
-                f"config keys {keys}: {', '.join(users)} exists but its partner is missing; synthetic "
-                "data (DATASET.SYNTHETIC.ENABLED) would overwrite it: name both or neither")
+                f"config keys {keys}: {', '.join(users)} exists but its partner is missing or synthetic data of "
+                "other settings; synthetic data (DATASET.SYNTHETIC.ENABLED) would overwrite it: name both or "
+                "neither")
+        if other:
+            logger.warning("config keys %s: %s hold synthetic data of other settings than DATASET.SYNTHETIC "
+                           "(seed %d, shape %s): generating them again", keys, ", ".join(other), seed,
+                           tuple(syn.SHAPE))
         stats = write_synthetic_pair(image_spec, label_spec, tuple(syn.SHAPE), seed)
         logger.info("synthetic data for %s: wrote %s (shape %s, seed %d): %d instances "
                     "(%d small, %d medium, %d large), foreground %.1f%%", keys, " and ".join(specs),

@@ -54,11 +54,20 @@ class TileVolume:
         self.tile_st = self.meta.get("tile_st", [0, 0])
         self.tile_ratio = self.meta.get("tile_ratio", 1)
 
-    def _tile(self, z, row, column):
+    def _tile_path(self, z, row, column):
         name = self.meta["image"][z]
         if "{row}" in name or "{column}" in name:
             name = name.format(row=row + self.tile_st[0], column=column + self.tile_st[1])
-        full = name if os.path.isabs(name) else os.path.join(self.folder, name)
+        return name if os.path.isabs(name) else os.path.join(self.folder, name)
+
+    def files(self):
+        """The descriptor and every tile file it names (the files holding the voxels)."""
+        rows, columns = (-(-n // self.tile_size) for n in self.shape[1:])
+        tiles = {self._tile_path(z, r, c) for z in range(self.shape[0]) for r in range(rows) for c in range(columns)}
+        return [os.path.abspath(self.path)] + sorted(t for t in tiles if os.path.exists(t))
+
+    def _tile(self, z, row, column):
+        full = self._tile_path(z, row, column)
         if not os.path.exists(full):
             raise FileNotFoundError(f"tile {full} listed in {self.path} is missing")
         tile = _read_image(full)

@@ -2,13 +2,17 @@
 
 A checkpoint is ``checkpoint_XXXXXX.pth.tar`` holding the model weights, the
 optimizer, the scheduler, the AMP scaler, the RNG states, the iteration it
-resumes at and the architecture name.
+resumes at, the architecture name and the run id: a random id drawn when a
+training run starts from scratch (or from other weights) and carried over by
+every resume, so the checkpoints of one run share it and results made from
+them can say which run's model they scored (``model_identity``).
 """
 import glob
 import logging
 import os
 import random
 import re
+import uuid
 
 import numpy as np
 import torch
@@ -48,6 +52,19 @@ def latest_checkpoint(folder):
     """The path of the newest checkpoint in ``folder``, or None."""
     found = list_checkpoints(folder)
     return found[-1][1] if found else None
+
+
+def new_run_id():
+    """A fresh run id (hex)."""
+    return uuid.uuid4().hex
+
+
+def model_identity(path):
+    """Which run's model the checkpoint ``path`` holds: ``'run:<id>'``, or for a checkpoint saved
+    without a run id (older versions, other code) ``'folder:<its folder>'``."""
+    state = read_checkpoint(path, bare=True)
+    run_id = state.get("run_id")
+    return f"run:{run_id}" if run_id else f"folder:{os.path.dirname(os.path.abspath(path))}"
 
 
 def rng_state():

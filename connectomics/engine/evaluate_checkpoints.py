@@ -2,7 +2,6 @@
 import logging
 import os
 
-from connectomics.data.io import ResumeError
 from connectomics.engine.checkpoint import list_checkpoints
 from connectomics.engine.infer import check_decoder, check_output_names, run_volume, volume_folders
 from connectomics.engine.scores import SCORES_CSV, append_score, read_scores, score_settings, use_score_settings
@@ -56,7 +55,10 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
     if len(volumes) > 1:
         logger.warning("INFERENCE.IMAGE_NAME names %d volumes: eval_iter scores the first one only (%s)",
                        len(volumes), image)
-    use_score_settings(csv_path, score_settings(cfg, image, gt))  # other settings: CSV moved aside
+    from connectomics.engine.checkpoint import model_identity
+
+    model = model_identity(found[-1][1])  # the run the checkpoints belong to
+    use_score_settings(csv_path, score_settings(cfg, image, gt, model))  # other settings or run: CSV moved aside
     done = read_scores(csv_path)
     device = select_device(cfg)
     decode = build_decoder(cfg)
@@ -67,11 +69,9 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
         model, _ = load_inference_model(cfg, path, device)
         predictor = build_predictor(cfg, model, device)
         folder = os.path.join(out, f"iter_{iteration:06d}")
-        try:  # maps of the same model and inference settings are reused (e.g. after a threshold change)
-            summary = run_volume(cfg, predictor, decode, image, gt, folder)
-        except ResumeError as err:  # maps of other inference settings are replaced
-            logger.info("checkpoint %d: %s; inferring again", iteration, str(err).split(";")[0])
-            summary = run_volume(cfg, predictor, decode, image, gt, folder, overwrite=True)
+        # maps of the same model and inference settings are reused (e.g. after a threshold change);
+        # maps and instances of other settings in a checkpoint's own folder are replaced
+        summary = run_volume(cfg, predictor, decode, image, gt, folder, overwrite=True)
         append_score(csv_path, iteration, summary)
     scores = read_scores(csv_path)
     print(format_scores(scores), flush=True)

@@ -15,8 +15,8 @@ logger = logging.getLogger(__name__)
 class CheckpointHook(Hook):
     """Save ``checkpoint_XXXXXX.pth.tar`` every ``period`` iterations and at the end."""
 
-    def __init__(self, folder, period, architecture):
-        self.folder, self.period, self.architecture = folder, period, architecture
+    def __init__(self, folder, period, architecture, run_id=None):
+        self.folder, self.period, self.architecture, self.run_id = folder, period, architecture, run_id
         self.last_path = None
 
     def save(self, trainer):
@@ -24,13 +24,17 @@ class CheckpointHook(Hook):
         if path != self.last_path:
             pending = pending_gradients(trainer.model) if trainer.iter % trainer.accum_steps else None
             save_checkpoint(path, trainer.model, trainer.optimizer, trainer.scheduler, trainer.iter,
-                            self.architecture, trainer.scaler, extra={"pending_grads": pending})
+                            self.architecture, trainer.scaler, extra={"pending_grads": pending, "run_id": self.run_id})
             self.last_path = path
             logger.info("saved %s", path)
         return path
 
     def after_step(self, trainer):
         if trainer.iter % self.period == 0 or trainer.iter == trainer.max_iter:
+            self.save(trainer)
+
+    def on_interrupt(self, trainer):
+        if trainer.iter > trainer.start_iter:
             self.save(trainer)
 
 

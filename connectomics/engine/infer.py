@@ -67,8 +67,12 @@ def save_overlay(image_spec, instances_path, gt_spec, png_path, slices=4):
     return png_path
 
 
-def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=None, overwrite=False):
-    """Inference -> post-processing -> evaluation for one volume; returns the summary or None."""
+def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=None, overwrite=False, model=None):
+    """Inference -> post-processing -> evaluation for one volume; returns the summary or None.
+
+    ``overwrite``: replace maps / instances made with other settings (else ResumeError);
+    ``model``: the checkpoint's :func:`~connectomics.engine.checkpoint.model_identity` (scores CSV).
+    """
     from connectomics.inference import infer_volume_to_file
     from connectomics.postprocess import postprocess_file
 
@@ -76,12 +80,12 @@ def run_volume(cfg, predictor, decode, image_spec, gt_spec, folder, iteration=No
     probs = os.path.join(folder, cfg.INFERENCE.OUTPUT_NAME)
     infer_volume_to_file(predictor, image_spec, probs, tuple(cfg.INFERENCE.CHUNK_SIZE), overwrite=overwrite)
     instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
-    postprocess_file(probs, instances, decode)  # and instances_scores.txt
-    return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
+    postprocess_file(probs, instances, decode, overwrite=overwrite)  # and instances_scores.txt
+    return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration, model)
 
 
 def run_volume_blockwise(cfg, client, checkpoint, device, image_spec, gt_spec, folder, iteration=None,
-                         overwrite=False):
+                         overwrite=False, model=None):
     """:func:`run_volume` on Dask: zarr maps (``probs.zarr``) and blockwise post-processing."""
     from connectomics.blockwise import infer_blockwise
     from connectomics.blockwise.build import postprocess_from_cfg, zarr_name
@@ -92,14 +96,15 @@ def run_volume_blockwise(cfg, client, checkpoint, device, image_spec, gt_spec, f
                     overwrite=overwrite)
     instances = os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME)
     postprocess_from_cfg(cfg, probs, instances, client, overwrite=overwrite)  # and instances_scores.txt
-    return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration)
+    return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration, model)
 
 
-def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None):
+def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None, model=None):
     """Overlay PNG, then AP-75 (table, reports, scores CSV row) if there is ground truth; the summary or None.
 
     EVAL.SCORE foreground ranks the predictions by the score file post-processing wrote beside
-    ``instances`` (mean foreground probability); size by voxel count.
+    ``instances`` (mean foreground probability); size by voxel count. The scores CSV row is
+    keyed by ``model`` (the training run) besides the settings, so one table never mixes runs.
     """
     from connectomics.evaluation import evaluate_volumes, format_table, write_reports
     from connectomics.postprocess.confidence import scores_path
@@ -116,7 +121,7 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None):
     print(format_table(result), flush=True)
     if iteration is not None:
         csv_path = os.path.join(folder, SCORES_CSV)
-        use_score_settings(csv_path, score_settings(cfg, image_spec, gt_spec))
+        use_score_settings(csv_path, score_settings(cfg, image_spec, gt_spec, model))
         append_score(csv_path, iteration, result.summary)
     return result.summary
 
@@ -160,12 +165,30 @@ def check_output_names(cfg, blockwise=False):
                               f"{'' if blockwise else ' (zarr outputs need --scheduler)'}")
 
 
-def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=None):
+def owns_outputs(cfg):
+    """True when INFERENCE.OUTPUT_PATH lies inside DATASET.OUTPUT_PATH (its default).
+
+    Results there belong to that training run and follow its newest model: maps and instances
+    made with other settings (another model, changed input, other thresholds) are replaced.
+    Results elsewhere were named by the user and are protected: a run that would replace them
+    is refused before any work, unless ``--overwrite``.
+    """
+    run = os.path.abspath(cfg.DATASET.OUTPUT_PATH)
+    out = os.path.abspath(cfg.INFERENCE.OUTPUT_PATH)
+    return os.path.commonpath([run, out]) == run
+
+
+def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=None, save_config=True):
     """Segment every INFERENCE.IMAGE_NAME volume; returns ``[summary or None, ...]``.
 
     With a scheduler (``scheduler`` or SYSTEM.SCHEDULER) the volumes run blockwise on Dask.
+    Outputs made otherwise are replaced with ``overwrite`` or inside the run folder
+    (:func:`owns_outputs`); elsewhere they are refused before any inference starts. The merged
+    config is saved to INFERENCE.OUTPUT_PATH once the run is known to start (``save_config``).
     """
     from connectomics.blockwise.build import connect_from_cfg, use_blockwise
+    from connectomics.engine.checkpoint import model_identity
+    from connectomics.engine.outputs import check_protected_outputs
     from connectomics.engine.train import select_device
     from connectomics.inference import build_predictor
     from connectomics.postprocess import build_decoder
@@ -173,15 +196,32 @@ def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=
     blockwise = use_blockwise(cfg, scheduler)
     check_decoder(cfg, blockwise)  # a bad POSTPROCESS key fails now, not after the whole inference
     check_output_names(cfg, blockwise)
+    replace = overwrite or owns_outputs(cfg)
     device = device or select_device(cfg)
+    checkpoint = resolve_checkpoint(cfg, checkpoint)
+    model = model_identity(checkpoint)
+    jobs = volume_folders(cfg)
     if blockwise:
-        checkpoint = resolve_checkpoint(cfg, checkpoint)
         iteration = checkpoint_iteration(checkpoint)
+        if not replace:
+            check_protected_outputs(cfg, jobs, checkpoint=checkpoint, device=device)
+        _save_config(cfg, save_config)
         with connect_from_cfg(cfg, scheduler) as client:
-            return [run_volume_blockwise(cfg, client, checkpoint, device, image, gt, folder, iteration, overwrite)
-                    for image, gt, folder in volume_folders(cfg)]
-    model, iteration = load_inference_model(cfg, checkpoint, device)
-    predictor = build_predictor(cfg, model, device)
+            return [run_volume_blockwise(cfg, client, checkpoint, device, image, gt, folder, iteration, replace, model)
+                    for image, gt, folder in jobs]
+    net, iteration = load_inference_model(cfg, checkpoint, device)
+    predictor = build_predictor(cfg, net, device)
     decode = build_decoder(cfg)
-    return [run_volume(cfg, predictor, decode, image, gt, folder, iteration, overwrite)
-            for image, gt, folder in volume_folders(cfg)]
+    if not replace:
+        check_protected_outputs(cfg, jobs, predictor=predictor, decode=decode)
+    _save_config(cfg, save_config)
+    return [run_volume(cfg, predictor, decode, image, gt, folder, iteration, replace, model)
+            for image, gt, folder in jobs]
+
+
+def _save_config(cfg, save):
+    if save:
+        from connectomics.config import save_cfg
+
+        path = save_cfg(cfg, cfg.INFERENCE.OUTPUT_PATH)
+        logger.info("merged config saved to %s", path)

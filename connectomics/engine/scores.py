@@ -1,8 +1,9 @@
 """The scores CSV of a checkpoint series (``sum_results_map75.csv``) and the settings it was made with.
 
 One row per scored checkpoint: ``iteration,AP75,AP50``. Beside it,
-``sum_results_map75.settings.json`` records what the scores depend on besides the checkpoint
-(image, ground truth, inference, post-processing and evaluation settings). When a run comes
+``sum_results_map75.settings.json`` records what the scores depend on besides the iteration
+(the training run the checkpoints belong to, image and ground truth with their content identity,
+inference, post-processing and evaluation settings). When a run comes
 with other settings, the old CSV is moved aside (``sum_results_map75.stale-N.csv``, nothing is
 lost) and scoring starts again, so one table never mixes settings.
 """
@@ -10,6 +11,7 @@ import json
 import logging
 import os
 
+from connectomics.config.compare import config_differences
 from connectomics.evaluation.report import SCORES_HEADER
 
 logger = logging.getLogger(__name__)
@@ -67,13 +69,26 @@ def append_score(csv_path, iteration, summary):
         f.write("\n".join(lines) + "\n")
 
 
-def score_settings(cfg, image_spec, gt_spec):
-    """A JSON-able dict of what a score depends on besides the checkpoint (keys that only move
-    files or bound memory left out)."""
-    settings = {"image": os.fspath(image_spec), "gt": os.fspath(gt_spec) if gt_spec else None}
+def score_settings(cfg, image_spec, gt_spec, model=None):
+    """A JSON-able dict of what a score depends on besides the checkpoint's iteration: the image and
+    ground truth (names and content identity), the training run whose checkpoints are scored
+    (``model``: :func:`~connectomics.engine.checkpoint.model_identity`), and the inference,
+    post-processing and evaluation keys (keys that only move files or bound memory left out)."""
+    settings = {"image": os.fspath(image_spec), "image_id": _identity(image_spec),
+                "gt": os.fspath(gt_spec) if gt_spec else None, "gt_id": _identity(gt_spec), "model": model}
     for section, skip in _NOT_SCORES.items():
         settings[section] = {k: v for k, v in json.loads(json.dumps(cfg[section])).items() if k not in skip}
     return settings
+
+
+def _identity(spec):
+    """The content identity of a volume (None: no volume, or not on disk)."""
+    from connectomics.data.identity import volume_identity
+
+    try:
+        return volume_identity(spec) if spec else None
+    except FileNotFoundError:
+        return None
 
 
 def use_score_settings(csv_path, settings):
@@ -90,7 +105,7 @@ def use_score_settings(csv_path, settings):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
-        diff = _differences(old, settings)
+        diff = config_differences(old, settings)
         if diff and os.path.exists(csv_path):
             n = 1
             while os.path.exists(_stale_name(csv_path, n)):
@@ -108,24 +123,3 @@ def use_score_settings(csv_path, settings):
 def _stale_name(csv_path, n):
     root, ext = os.path.splitext(os.fspath(csv_path))
     return f"{root}.stale-{n}{ext}"
-
-
-def _differences(old, new, prefix="", defaults=None):
-    """``['KEY: old -> new', ...]`` between two nested settings dicts.
-
-    A config key missing from ``old`` (settings written before the key existed) counts as its
-    default value, so upgrading does not make every table stale.
-    """
-    if defaults is None:
-        from connectomics.config import get_cfg_defaults
-
-        defaults = json.loads(json.dumps(get_cfg_defaults()))
-    out = []
-    for key in sorted(set(old) | set(new)):
-        default = defaults.get(key) if isinstance(defaults, dict) else None
-        a, b = old.get(key, default), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.", default if isinstance(default, dict) else {})
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out

@@ -7,7 +7,7 @@ import torch
 from connectomics.config import split_names
 from connectomics.engine.distributed import (RankIndices, cleanup, init_distributed, is_main_process,
                                              per_rank_batch, wrap_model)
-from connectomics.engine.checkpoint import (latest_checkpoint, load_model_weights, read_checkpoint,
+from connectomics.engine.checkpoint import (latest_checkpoint, load_model_weights, new_run_id, read_checkpoint,
                                             restore_training_state, unwrap)
 from connectomics.engine.hooks import CheckpointHook, LoggingHook, ValidationHook
 from connectomics.engine.solver import build_lr_scheduler, build_optimizer
@@ -67,8 +67,13 @@ def make_validator(cfg, device):
     from connectomics.postprocess.confidence import instance_confidence
 
     spec = split_names(cfg.DATASET.VAL_IMAGE_NAME)[0]
-    image = prepare_image(read_volume(spec), spec)
     gt_spec = split_names(cfg.DATASET.VAL_LABEL_NAME)[0]
+    if not has_scorable_instance(gt_spec, cfg.EVAL.CRUMB_SIZE):
+        logger.warning("DATASET.VAL_LABEL_NAME %s holds no instance of at least EVAL.CRUMB_SIZE = %d voxels: "
+                       "AP cannot be computed there, so training runs without validation (and best.pth.tar)",
+                       gt_spec, cfg.EVAL.CRUMB_SIZE)
+        return None
+    image = prepare_image(read_volume(spec), spec)
     decode = build_decoder(cfg)
 
     def validate(model):
@@ -83,6 +88,29 @@ def make_validator(cfg, device):
     return validate
 
 
+def has_scorable_instance(spec, crumb_size, slab_voxels=1 << 24):
+    """True if the label volume ``spec`` holds an instance of at least ``crumb_size`` voxels (the
+    evaluator drops smaller ground truth); read in z-slabs, so memory stays bounded."""
+    import fastremap
+    import numpy as np
+
+    from connectomics.data.io import open_volume
+
+    sizes = {}
+    with open_volume(spec) as labels:
+        shape = labels.shape[-3:]
+        lead = (0,) * (len(labels.shape) - 3)
+        step = max(1, slab_voxels // max(1, int(np.prod(shape[1:]))))
+        for z in range(0, shape[0], step):
+            ids, counts = fastremap.unique(np.asarray(labels[lead + (slice(z, z + step),)]), return_counts=True)
+            for i, n in zip(ids.tolist(), counts.tolist()):
+                if i:
+                    sizes[i] = sizes.get(i, 0) + n
+                    if sizes[i] >= max(1, crumb_size):
+                        return True
+    return False
+
+
 def _tensorboard(cfg, folder):
     if not cfg.MONITOR.LOG_OPT[1]:
         return None
@@ -92,7 +120,8 @@ def _tensorboard(cfg, folder):
 
 
 def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
-    """Load the starting state; return the iteration to start at.
+    """Load the starting state; return ``(iteration to start at, run id)`` (the resumed
+    checkpoint's run id, or a new one for a run that starts from scratch or other weights).
 
     The output folder's own newest checkpoint wins when ``checkpoint`` is None, and also
     under SOLVER.ITERATION_RESTART: a restarted run that has saved checkpoints resumes them
@@ -111,12 +140,13 @@ def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
     if checkpoint:
         state = read_checkpoint(checkpoint)
         load_model_weights(model, state, cfg.MODEL.ARCHITECTURE, checkpoint)
-        return restore_training_state(state, optimizer, scheduler, scaler, restart, model)
+        start = restore_training_state(state, optimizer, scheduler, scaler, restart, model)
+        return start, (state.get("run_id") or new_run_id()) if not restart else new_run_id()
     if cfg.MODEL.PRE_MODEL:
         load_model_weights(model, read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True), cfg.MODEL.ARCHITECTURE,
                            cfg.MODEL.PRE_MODEL)
-        return cfg.MODEL.PRE_MODEL_ITER
-    return 0
+        return cfg.MODEL.PRE_MODEL_ITER, new_run_id()
+    return 0, new_run_id()
 
 
 def run_training(cfg, checkpoint=None):
@@ -139,7 +169,11 @@ def run_training(cfg, checkpoint=None):
     scheduler = build_lr_scheduler(cfg, optimizer)
     amp = cfg.SOLVER.AMP and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    start = _resume(cfg, checkpoint, model, optimizer, scheduler, scaler)
+    start, run_id = _resume(cfg, checkpoint, model, optimizer, scheduler, scaler)
+    if is_main_process():  # the checkpoint loaded: the run starts, its folder now describes it
+        from connectomics.engine.run_folder import write_run_record
+
+        logger.info("merged config saved to %s", write_run_record(cfg))
     total = cfg.SOLVER.ITERATION_TOTAL
     if start >= total:
         logger.info("training already finished (%d of %d iterations)", start, total)
@@ -149,7 +183,7 @@ def run_training(cfg, checkpoint=None):
     batches = iterate_batches(cfg, start, lambda chunk_id: build_train_dataset(cfg, chunk_id))
     main = is_main_process()
     writer = _tensorboard(cfg, folder) if main else None
-    checkpointer = CheckpointHook(folder, cfg.SOLVER.ITERATION_SAVE, cfg.MODEL.ARCHITECTURE)
+    checkpointer = CheckpointHook(folder, cfg.SOLVER.ITERATION_SAVE, cfg.MODEL.ARCHITECTURE, run_id)
     hooks = [LoggingHook(cfg.MONITOR.ITERATION_NUM[0], writer, folder,
                          cfg.MONITOR.ITERATION_NUM[1] if cfg.MONITOR.VIS_OPT[0] else 0, cfg.MONITOR.VIS_OPT[1]),
              checkpointer] if main else []

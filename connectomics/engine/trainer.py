@@ -6,6 +6,8 @@ written then resumes at sample index ``(i + 1) * batch_size``.
 """
 import contextlib
 import logging
+import signal
+import threading
 import time
 import warnings
 
@@ -19,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 class Hook:
-    """Base class: override any of the three callbacks."""
+    """Base class: override any of the callbacks."""
 
     def before_train(self, trainer):
         pass
@@ -29,6 +31,42 @@ class Hook:
 
     def after_train(self, trainer):
         pass
+
+    def on_interrupt(self, trainer):
+        """SIGINT / SIGTERM arrived; ``trainer.iter`` iterations are finished."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by a signal after ``iteration`` finished iterations (saved by the checkpoint hook)."""
+
+    def __init__(self, signum, iteration=None):
+        super().__init__(signum, iteration)
+        self.signum, self.iteration = signum, iteration
+
+
+@contextlib.contextmanager
+def _deferred_signals():
+    """While training: SIGINT / SIGTERM are noted (in the yielded list) instead of raised, so the
+    current step finishes and a checkpoint can be saved; a second SIGINT raises at once.
+    Outside the main thread (signal handlers cannot be set there) nothing changes."""
+    stop = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def note(signum, frame):
+        if stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.append(signum)
+        logger.warning("%s: stopping after this iteration and saving a checkpoint (Ctrl-C again to stop now)",
+                       signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextlib.contextmanager
@@ -73,21 +111,38 @@ class Trainer:
         self.last = {}
 
     def train(self):
-        """Run to ``max_iter`` (nothing to do if already there), calling the hooks."""
+        """Run to ``max_iter`` (nothing to do if already there), calling the hooks.
+
+        SIGINT / SIGTERM (Ctrl-C, a scheduler's stop) end the current step; then the hooks'
+        ``on_interrupt`` run (a checkpoint of the finished iterations is saved) and
+        :class:`Interrupted` is raised. A second Ctrl-C stops at once.
+        """
         self.model.train()
         for hook in self.hooks:
             hook.before_train(self)
         disable = None if self.progress is None else not self.progress
         with tqdm(total=self.max_iter, initial=self.iter, unit="it", desc="train", disable=disable) as bar, \
-                _logs_above(bar):
+                _logs_above(bar), _deferred_signals() as stop:
             while self.iter < self.max_iter:
-                self.run_step()
+                try:
+                    self.run_step()
+                except Exception:  # a data-loader worker that died of the same Ctrl-C
+                    if not stop:
+                        raise
+                    self._interrupted(stop[0])
                 self.iter += 1
                 bar.update(1)
                 for hook in self.hooks:
                     hook.after_step(self)
+                if stop:
+                    self._interrupted(stop[0])
         for hook in self.hooks:
             hook.after_train(self)
+
+    def _interrupted(self, signum):
+        for hook in self.hooks:
+            hook.on_interrupt(self)
+        raise Interrupted(signum, self.iter)
 
     def _autocast(self):
         if self.amp:

@@ -23,11 +23,12 @@ from tqdm import tqdm
 
 from connectomics.data.io import (ResumeError, VolumeError, h5_chunks, open_volume,  # noqa: F401 (re-export)
                                   temporary_name)
+from connectomics.data.settings import SETTINGS, difference
 from connectomics.inference.predictor import Workspace, check_volume
 
 logger = logging.getLogger(__name__)
 
-SETTINGS_ATTR = "inference_settings"
+SETTINGS_ATTR = SETTINGS  # the file's attribute: the partial file holds 'done' beside 'main'
 H5_CHUNK = (16, 128, 128)  # (z, y, x) of the HDF5 chunks of 'main' (256 KiB per channel at uint8)
 H5_CACHE = dict(rdcc_nbytes=4 * 2**20, rdcc_nslots=1009)  # HDF5 chunk cache: small, so memory stays flat
 
@@ -43,11 +44,15 @@ def model_fingerprint(model):
 
 
 def run_settings(predictor, tiling, input_spec):
-    """The dict stored with a (partial) output and compared when resuming."""
+    """The dict stored with a (partial) output and compared when resuming: the predictor's
+    settings, the tiling, the model's weights and the input's name and content identity
+    (:func:`~connectomics.data.identity.volume_identity`: a changed input is inferred again)."""
+    from connectomics.data.identity import volume_identity
+
     settings = dict(predictor.settings())
     settings.update(volume_shape=list(tiling.volume_shape), chunk_size=list(tiling.chunk_size),
                     input=os.path.abspath(os.fspath(input_spec)) if _is_spec(input_spec) else "<array>",
-                    model=model_fingerprint(predictor.model))
+                    input_id=volume_identity(input_spec), model=model_fingerprint(predictor.model))
     return settings
 
 
@@ -60,11 +65,6 @@ def _stored_settings(f):
     return json.loads(text) if text is not None else None
 
 
-def _difference(old, new):
-    keys = sorted(set(old or {}) | set(new))
-    return ", ".join(f"{k}: {(old or {}).get(k)!r} -> {new.get(k)!r}" for k in keys if (old or {}).get(k) != new.get(k))
-
-
 def _open_partial(tmp, settings, grid_shape, overwrite):
     """Open (resume) or create the temporary file; returns an open ``h5py.File``."""
     if os.path.exists(tmp):
@@ -74,7 +74,7 @@ def _open_partial(tmp, settings, grid_shape, overwrite):
             logger.warning("partial output %s is unreadable (%s); starting again", tmp, err)
             os.remove(tmp)
         else:
-            diff = _difference(_stored_settings(f), settings)
+            diff = difference(_stored_settings(f), settings)
             if not diff and ("done" in f or "main" in f):  # no 'done' but 'main': killed just before the rename
                 n_done = int(f["done"][...].sum()) if "done" in f else "all"
                 logger.info("resuming %s: %s of %d chunks done", tmp, n_done, math.prod(grid_shape))
@@ -92,20 +92,26 @@ def _open_partial(tmp, settings, grid_shape, overwrite):
 
 
 def _check_final(output_path, settings, overwrite):
-    """True if ``output_path`` already holds this exact result; raise if it holds another one."""
-    if overwrite or not os.path.exists(output_path):
+    """True if ``output_path`` already holds this exact result; raise if it holds another one
+    (unless ``overwrite``: then it is replaced when the new one is complete)."""
+    if not os.path.exists(output_path):
         return False
     try:
         with h5py.File(output_path, "r") as f:
-            diff = _difference(_stored_settings(f), settings)
+            diff = difference(_stored_settings(f), settings)
     except OSError as err:
+        if overwrite:
+            return False
         raise ResumeError(f"{output_path} exists and is not a readable HDF5 file ({err}); "
                           "pass overwrite=True (--overwrite) to replace it") from err
-    if diff:
+    if not diff:
+        logger.info("%s is already complete; nothing to do", output_path)
+        return True
+    if not overwrite:
         raise ResumeError(f"{output_path} exists and was made with other settings ({diff}); "
                           "pass overwrite=True (--overwrite) to replace it")
-    logger.info("%s is already complete; nothing to do", output_path)
-    return True
+    logger.warning("replacing %s (made with other settings: %s)", output_path, diff)
+    return False
 
 
 def _write_chunk(f, block, chunk, volume_shape, compression):

@@ -1,0 +1,88 @@
+"""How the command-line entry points end: one line a user can act on, and an exit code.
+
+* an error in the user's input or files (a bad key or value, a missing, corrupt or unwritable
+  file, results of other settings, a mismatched checkpoint): one ``ERROR`` line naming the
+  key, file or value; exit 2; no traceback;
+* Ctrl-C (SIGINT) or SIGTERM: one line saying what was kept and that the same command resumes;
+  exit 130 / 143.
+
+Set ``CONNECTOMICS_TRACEBACK=1`` to get the traceback as well (for bug reports).
+"""
+import contextlib
+import os
+import signal
+
+
+class _Status:
+    code = 0
+
+
+def user_errors():
+    """The exception types that mean "fix your input" (importing them loads the package's stages)."""
+    from connectomics.engine.errors import USER_ERRORS
+
+    return USER_ERRORS
+
+
+def os_error_message(err):
+    """``'cannot use PATH: reason'`` for an OSError raised by the file system."""
+    if err.filename is not None:
+        target = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        return f"cannot use {target}: {err.strerror or err}"
+    return str(err)
+
+
+def user_error_message(err):
+    if isinstance(err, OSError) and err.errno is not None:
+        return os_error_message(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def _interrupted_message(err, resume_hint):
+    signum = getattr(err, "signum", signal.SIGINT)
+    name = signal.Signals(signum).name
+    iteration = getattr(err, "iteration", None)
+    kept = f" at iteration {iteration}, checkpoint saved" if iteration is not None else ""
+    hint = "; run the same command again to resume" if resume_hint else ""
+    return f"interrupted by {name}{kept}{hint}", 128 + int(signum)
+
+
+def _raise_on_sigterm(signum, frame):
+    raise KeyboardInterruptFromSignal(signum)
+
+
+class KeyboardInterruptFromSignal(KeyboardInterrupt):
+    """SIGTERM turned into the KeyboardInterrupt path: outputs finish their cleanup."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def report_errors(logger, resume_hint=False, extra=()):
+    """Run the body; turn user errors (and ``extra`` types), OSErrors and interrupts into one
+    logged line and ``status.code`` (2, or 128 + the signal). Yields the status object."""
+    import threading
+
+    status = _Status()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if main_thread else None
+    try:
+        yield status
+    except KeyboardInterrupt as err:
+        message, status.code = _interrupted_message(err, resume_hint)
+        logger.error("%s", message)
+        _maybe_traceback()
+    except user_errors() + tuple(extra) + (OSError,) as err:
+        logger.error("%s", user_error_message(err))
+        status.code = 2
+        _maybe_traceback()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _maybe_traceback():
+    if os.environ.get("CONNECTOMICS_TRACEBACK"):
+        raise

@@ -1,0 +1,136 @@
+"""Protected inference outputs: refused up front, before any training or inference runs.
+
+Outputs under an INFERENCE.OUTPUT_PATH outside the training run's folder were named by the user
+(see :func:`connectomics.engine.infer.owns_outputs`). A run that would replace one of them
+(maps of another model or input, instances of other maps or thresholds) is refused unless
+``--overwrite``, and that is checked here, from the settings stored with the outputs, before the
+work starts: never after hours of training or inference.
+"""
+import os
+
+from connectomics.data.io import ResumeError, parse_spec, temporary_name
+from connectomics.data.settings import SETTINGS, difference, stored_settings
+
+
+def _hint(cfg):
+    return (f"pass --overwrite to replace them, or choose another INFERENCE.OUTPUT_PATH (results inside "
+            f"DATASET.OUTPUT_PATH {cfg.DATASET.OUTPUT_PATH} follow the run's newest model)")
+
+
+def _refuse(cfg, problems):
+    raise ResumeError(f"INFERENCE.OUTPUT_PATH {cfg.INFERENCE.OUTPUT_PATH} holds results this run would replace: "
+                      f"{'; '.join(problems)}; {_hint(cfg)}")
+
+
+def _existing(spec):
+    """The stored settings of an output (HDF5 dataset / zarr array), or ``'absent'``."""
+    path, key = parse_spec(spec)
+    exists, settings, readable = stored_settings(path, key)
+    if not exists:
+        return "absent"
+    return settings if readable else {"unreadable": True}
+
+
+def _partial(path):
+    """The settings of the partial (temporary) output of ``path``, or ``'absent'``."""
+    tmp = temporary_name(path)
+    if not os.path.exists(tmp):
+        return "absent"
+    if path.lower().endswith(".zarr"):
+        return _existing(tmp)
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(tmp, "r") as f:
+            text = f.attrs.get(SETTINGS)
+    except OSError:
+        return {"unreadable": True}
+    return json.loads(text) if text is not None else None
+
+
+def output_names(cfg, folder, blockwise):
+    """``(maps path, instances spec)`` of one volume's folder."""
+    from connectomics.blockwise.build import zarr_name
+
+    maps = cfg.INFERENCE.OUTPUT_NAME
+    return (os.path.join(folder, zarr_name(maps) if blockwise else maps),
+            os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME))
+
+
+def check_protected_outputs(cfg, jobs, predictor=None, decode=None, checkpoint=None, device="cpu"):
+    """ResumeError if a run of ``jobs`` (``volume_folders``) would replace an existing output.
+
+    Single process: ``predictor`` and ``decode`` (the settings of its maps and instances);
+    blockwise: ``checkpoint`` and ``device`` (the blockwise stores' settings).
+    """
+    from connectomics.inference.writer import run_settings
+
+    blockwise = predictor is None
+    problems = []
+    for image, _, folder in jobs:
+        maps, instances = output_names(cfg, folder, blockwise)
+        if blockwise:
+            from connectomics.blockwise.inference import blockwise_map_settings
+
+            wanted = blockwise_map_settings(cfg, checkpoint, image, device)[0]
+        else:
+            from connectomics.data.io import open_volume
+
+            with open_volume(image) as volume:
+                tiling = predictor.tiling(tuple(volume.shape), tuple(cfg.INFERENCE.CHUNK_SIZE))
+            wanted = run_settings(predictor, tiling, image)
+        old_maps, partial = _existing(maps), _partial(maps)
+        maps_kept = old_maps != "absent" and not difference(old_maps, wanted)
+        if old_maps != "absent" and not maps_kept:
+            problems.append(f"{maps} was made with other settings ({difference(old_maps, wanted)})")
+        if partial != "absent" and difference(partial, wanted):
+            problems.append(f"the partial {temporary_name(maps)} was made with other settings")
+        old_instances = _existing(instances)
+        if old_instances == "absent":
+            continue
+        if not maps_kept:
+            problems.append(f"{instances} was decoded from other maps")
+            continue
+        diff = difference(old_instances, _instance_settings(cfg, maps, instances, decode))
+        if diff:
+            problems.append(f"{instances} was made with other settings ({diff})")
+    if problems:
+        _refuse(cfg, problems)
+
+
+def _instance_settings(cfg, maps, instances, decode):
+    if decode is not None:
+        from connectomics.postprocess.io import decode_settings
+
+        return decode_settings(maps, decode)
+    from connectomics.blockwise.postprocess import blockwise_settings
+    from connectomics.postprocess.build import decoder_params
+
+    name, params = decoder_params(cfg)
+    b = cfg.BLOCKWISE
+    return blockwise_settings(maps, instances, name, params, tuple(b.BLOCK_SIZE), tuple(b.HALO))[-1]
+
+
+def check_outputs_before_training(cfg, overwrite):
+    """Before a training run with SYSTEM.INFER_AFTER_TRAIN: ResumeError if its inference would
+    replace protected results (any maps or instances there are of another model, since training
+    changes the model), so the refusal does not come after the training."""
+    from connectomics.blockwise.build import use_blockwise
+    from connectomics.engine.checkpoint import list_checkpoints
+    from connectomics.engine.infer import owns_outputs, volume_folders
+
+    if overwrite or not (cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME) or owns_outputs(cfg):
+        return
+    done = list_checkpoints(cfg.DATASET.OUTPUT_PATH)
+    if done and done[-1][0] >= cfg.SOLVER.ITERATION_TOTAL:
+        return  # no training to do: inference checks its outputs itself, before it starts
+    blockwise = use_blockwise(cfg)
+    problems = []
+    for _, _, folder in volume_folders(cfg):
+        for path in output_names(cfg, folder, blockwise):
+            if _existing(path) != "absent" or _partial(parse_spec(path)[0]) != "absent":
+                problems.append(f"{path} exists (made by another model: training will make a new one)")
+    if problems:
+        _refuse(cfg, problems)
