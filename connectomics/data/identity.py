@@ -14,11 +14,13 @@ SHA-1 of
   middle and last slices), so a file swapped for another of the same size and
   time stamp (``cp -p``, ``rsync -t``) is caught as well.
 
-It costs a ``stat`` per file and three small reads, whatever the volume's
-size (a zarr store of 10^5 chunk files: well under a second). A copy of the
-same voxels under a new time stamp counts as new input: its results are made
-again, never reused wrongly. An in-memory NumPy array is identified by a hash
-of all its bytes.
+Files are named relative to the volume's folder, so a volume moved or copied
+with its time stamps (``cp -p``, ``rsync -a``, ``shutil.copytree``) keeps its
+identity. It costs a ``stat`` per file and three small reads, whatever the
+volume's size (a zarr store of 10^5 chunk files: well under a second). A copy
+of the same voxels under a new time stamp counts as new input: its results
+are made again, never reused wrongly. An in-memory NumPy array is identified
+by a hash of all its bytes.
 """
 import glob
 import hashlib
@@ -61,9 +63,12 @@ def _open_identity(volume):
 
 def _identity(volume, files, key):
     digest = hashlib.sha1(f"{key}:{tuple(volume.shape)}:{np.dtype(volume.dtype)}".encode())
+    base = os.path.commonpath([os.path.abspath(f) for f in files]) if len(files) > 1 else None
     for name in files:
         stat = os.stat(name)
-        digest.update(f"{os.path.abspath(name)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        # names relative to the volume's folder: a volume moved or copied with its time stamps is the same
+        where = os.path.relpath(os.path.abspath(name), base) if base else os.path.basename(name)
+        digest.update(f"{where}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     digest.update(_sample_digest(volume))
     return digest.hexdigest()
 

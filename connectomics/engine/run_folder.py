@@ -28,7 +28,9 @@ RECORD = "run.json"
 RESUMABLE = {
     "SYSTEM": ("NUM_GPUS", "NUM_CPUS", "ROOT_DIR", "DEVICE", "INFER_AFTER_TRAIN", "NUM_THREADS", "SCHEDULER"),
     "SOLVER": ("ITERATION_TOTAL", "ITERATION_SAVE", "ITERATION_VAL", "ITERATION_RESTART"),
-    "DATASET": ("OUTPUT_PATH", "INPUT_PATH", "INFERENCE_PATH", "VAL_IMAGE_NAME", "VAL_LABEL_NAME"),
+    # the training volumes are compared by content (``training_inputs``), not by path: a moved project resumes
+    "DATASET": ("OUTPUT_PATH", "INPUT_PATH", "INFERENCE_PATH", "VAL_IMAGE_NAME", "VAL_LABEL_NAME", "IMAGE_NAME",
+                "LABEL_NAME", "VALID_MASK_NAME"),
     "DATASET.SYNTHETIC": ("ENABLED",),
     "MODEL": ("PRE_MODEL", "PRE_MODEL_ITER", "OUTPUT_ACT"),
     "MONITOR": None, "INFERENCE": None, "POSTPROCESS": None, "EVAL": None, "BLOCKWISE": None,
@@ -53,19 +55,21 @@ def training_settings(cfg):
 
 
 def training_inputs(cfg):
-    """``{spec: content identity}`` of the training volumes (DATASET.IMAGE_NAME / LABEL_NAME / VALID_MASK_NAME).
+    """``{KEY: [content identity of each volume, in order]}`` of the training volumes
+    (DATASET.IMAGE_NAME / LABEL_NAME / VALID_MASK_NAME).
 
     Synthetic volumes are identified by their seed and shape (what they are generated from), so
-    volumes generated again with the same settings still belong to the run.
+    volumes generated again with the same settings still belong to the run; others by
+    :func:`~connectomics.data.identity.volume_identity`, which a move or a copy that keeps
+    the time stamps does not change.
     """
     from connectomics.config import split_names
     from connectomics.data.identity import volume_identity
     from connectomics.data.synthetic import synthetic_identities
 
     synthetic = synthetic_identities(cfg)
-    specs = [spec for key in TRAINING_VOLUMES for spec in split_names(cfg.DATASET[key])]
-    return {spec: synthetic.get(spec) or (volume_identity(spec) if os.path.exists(_file(spec)) else None)
-            for spec in specs}
+    return {key: [synthetic.get(spec) or (volume_identity(spec) if os.path.exists(_file(spec)) else None)
+                  for spec in split_names(cfg.DATASET[key])] for key in TRAINING_VOLUMES}
 
 
 def _file(spec):
@@ -121,7 +125,8 @@ def run_differences(cfg):
     diff = config_differences(settings, training_settings(cfg))
     if inputs is not None:
         now = training_inputs(cfg)
-        diff += [f"training volume {spec} changed since" for spec in now if spec in inputs and inputs[spec] != now[spec]]
+        diff += [f"DATASET.{key}: other volumes (content) than the run's" for key in TRAINING_VOLUMES
+                 if key in inputs and inputs[key] != now[key]]
     return diff
 
 
