@@ -101,11 +101,13 @@ def test_foreground_components_into_zarr(maps, tmp_path):
 
 
 @pytest.mark.parametrize("block", [BLOCKS[0], BLOCKS[2]])
-def test_watershed_with_a_full_halo_is_identical(maps, tmp_path, block):
+@pytest.mark.parametrize("seed_connectivity", [6, 26])  # 26: the default, the predecessor's seeds
+def test_watershed_with_a_full_halo_is_identical(maps, tmp_path, block, seed_connectivity):
     probs, path = maps
-    reference = decode(probs, "bc_watershed", **PARAMS)
+    params = dict(PARAMS, seed_connectivity=seed_connectivity)
+    reference = decode(probs, "bc_watershed", **params)
     out = str(tmp_path / "instances.h5")
-    postprocess_blockwise(path, out, "bc_watershed", PARAMS, block=block, halo=SHAPE)
+    postprocess_blockwise(path, out, "bc_watershed", params, block=block, halo=SHAPE)
     assert np.array_equal(read_volume(out), reference)
 
 

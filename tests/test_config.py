@@ -171,3 +171,15 @@ def test_model_names_checked_at_load_match_the_model_package():
     assert set(MODEL_NAMES["NORM_MODE"]) == set(NORMS)
     assert set(MODEL_NAMES["ACT_MODE"]) == set(ACTIVATIONS)
     assert set(MODEL_NAMES["PAD_MODE"]) == set(PAD_MODES)
+
+
+def test_seed_and_flood_connectivity_are_separate_keys_with_the_predecessors_defaults():
+    from connectomics.postprocess.build import decoder_params
+
+    params = decoder_params(load_cfg(None))[1]
+    assert params["seed_connectivity"] == 26 and params["connectivity"] == 6  # skimage label / watershed defaults
+    changed = decoder_params(load_cfg(None, ["POSTPROCESS.SEED_CONNECTIVITY", "6", "POSTPROCESS.CONNECTIVITY", "26"]))
+    assert changed[1]["seed_connectivity"] == 6 and changed[1]["connectivity"] == 26
+    assert "seed_connectivity" not in decoder_params(load_cfg(None, ["POSTPROCESS.DECODER", "seed_agglomerate"]))[1]
+    with pytest.raises(ConfigError, match="POSTPROCESS.SEED_CONNECTIVITY"):
+        load_cfg(None, ["POSTPROCESS.SEED_CONNECTIVITY", "18"])

@@ -3,7 +3,6 @@
 Each test is a reproduction from the issue turned into the expected behaviour: no stale result,
 no failure after the work, one line and exit 2 for bad input, a checkpoint on Ctrl-C.
 """
-import json
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from connectomics.data.io import ResumeError, VolumeError, read_volume, write_volume
+from connectomics.data.io import ResumeError, read_volume, write_volume
 from test_engine import MAIN, REPO, run_main, tiny_config
 
 

@@ -23,11 +23,18 @@ def normalise(settings):
     return json.loads(json.dumps(settings, sort_keys=True))
 
 
-def difference(old, new):
-    """``'key: old -> new, ...'`` of the top-level keys that differ ('' when equal); ``old`` may be None."""
+def difference(old, new, prefix=""):
+    """``'key: old -> new, ...'`` of the keys that differ, nested ones as ``key.sub`` ('' when equal);
+    ``old`` may be None."""
     old, new = old or {}, normalise(new)
-    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                     if old.get(k) != new.get(k))
+    parts = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            parts.append(difference(a, b, f"{prefix}{k}."))
+        elif a != b:
+            parts.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return ", ".join(p for p in parts if p)
 
 
 def stored_settings(path, key=None):

@@ -25,11 +25,21 @@ def user_errors():
 
 
 def os_error_message(err):
-    """``'cannot use PATH: reason'`` for an OSError raised by the file system."""
-    if err.filename is not None:
-        target = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
-        return f"cannot use {target}: {err.strerror or err}"
-    return str(err)
+    """``'cannot use PATH: reason'`` for an OSError raised by the file system (a file where a folder
+    is needed is named as such)."""
+    import errno
+
+    if err.filename is None:
+        return str(err)
+    name = os.fspath(err.filename)
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        parent = name
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if parent and os.path.isfile(parent):
+            return f"cannot write {name}: {parent} is a file, not a folder"
+    target = name if err.filename2 is None else f"{name} -> {os.fspath(err.filename2)}"
+    return f"cannot use {target}: {err.strerror or err}"
 
 
 def user_error_message(err):
