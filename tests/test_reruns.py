@@ -355,3 +355,17 @@ def test_empty_labels_warn_and_an_empty_validation_label_skips_validation(tmp_pa
     assert "data.h5:label holds no foreground" in result.stderr
     assert "training runs without validation" in result.stderr and "new best" not in result.stderr
     assert not (tmp_path / "outputs" / "Synthetic-BC" / "best.pth.tar").exists()
+
+
+def test_validation_rows_of_other_settings_are_moved_aside_on_resume(run, tmp_path):
+    config = copy_run(run, tmp_path)
+    folder = tmp_path / "outputs" / "Synthetic-BC"
+    opts = ["SOLVER.ITERATION_VAL", "1", "SYSTEM.INFER_AFTER_TRAIN", "False"]
+    main_ok("--config-file", config, "--opts", "SOLVER.ITERATION_TOTAL", "7", *opts)
+    main_ok("--config-file", config, "--opts", "SOLVER.ITERATION_TOTAL", "8", *opts)
+    assert [r.split(",")[0] for r in (folder / "validation.csv").read_text().splitlines()[1:]] == ["7", "8"]
+    result = main_ok("--config-file", config, "--opts", "SOLVER.ITERATION_TOTAL", "9", "POSTPROCESS.SEED_THRESHOLD",
+                     "0.85", *opts)
+    assert "POSTPROCESS.SEED_THRESHOLD: 0.9 -> 0.85" in result.stderr
+    assert [r.split(",")[0] for r in (folder / "validation.stale-1.csv").read_text().splitlines()[1:]] == ["7", "8"]
+    assert [r.split(",")[0] for r in (folder / "validation.csv").read_text().splitlines()[1:]] == ["9"]

@@ -189,6 +189,12 @@ def run_training(cfg, checkpoint=None):
              checkpointer] if main else []
     validate = make_validator(cfg, device) if main else None
     if validate is not None:
+        from connectomics.engine.scores import score_settings, use_score_settings
+
+        # rows of other validation settings (thresholds, ranking, volume) are moved aside, not mixed
+        use_score_settings(os.path.join(folder, "validation.csv"),
+                           score_settings(cfg, split_names(cfg.DATASET.VAL_IMAGE_NAME)[0],
+                                          split_names(cfg.DATASET.VAL_LABEL_NAME)[0], f"run:{run_id}"))
         hooks.append(ValidationHook(cfg.SOLVER.ITERATION_VAL, validate, folder, checkpointer, writer))
     model = wrap_model(model, device)
     clip = None
