@@ -255,6 +255,8 @@ def test_inputs_and_outputs_are_checked_before_training(run, tmp_path):
     cases = [(["INFERENCE.OUTPUT_PATH", str(tmp_path / "a_file" / "out")], "a_file is a file, not a folder"),
              (["INFERENCE.IMAGE_NAME", flat], "non-empty (Z, Y, X) volume, got shape (64, 64)"),
              (["EVAL.GT_NAME", wrong_gt], "has shape (16, 64, 48), its image")]
+    if os.path.isdir("/sys"):  # sysfs refuses new folders even to root: an unwritable place on any Linux
+        cases.append((["INFERENCE.OUTPUT_PATH", "/sys/connectomics_out"], "/sys/connectomics_out: cannot write there"))
     for opts, message in cases:
         refused(run_main("--config-file", config, "--opts", *fresh, *opts, timeout=300), message)
         assert not list((tmp_path / "outputs" / "fresh").glob("checkpoint_*"))
