@@ -5,10 +5,14 @@
     python scripts/main.py --config-file X.yaml --inference --checkpoint C.pth.tar
     python scripts/main.py --config-file X.yaml --opts SOLVER.BASE_LR 1e-4 SYSTEM.NUM_CPUS 4
 """
-import argparse
-import logging
-import os
-import sys
+import time
+
+STARTED = time.time()  # the origin of SOLVER.TIME_BUDGET: the budget covers the whole command
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 # Idle OpenMP threads sleep instead of spinning: on a few busy cores (data-loader workers beside
 # the training threads) spinning threads slow small models down many times over.
@@ -107,7 +111,7 @@ def run(cfg, args):
         return
     from connectomics.engine.train import run_training
 
-    last = run_training(cfg, args.checkpoint)
+    last = run_training(cfg, args.checkpoint, started=STARTED)
     if cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME:
         run_inference(cfg, last, overwrite=args.overwrite, scheduler=args.scheduler)
 

@@ -183,3 +183,22 @@ def test_seed_and_flood_connectivity_are_separate_keys_with_the_predecessors_def
     assert "seed_connectivity" not in decoder_params(load_cfg(None, ["POSTPROCESS.DECODER", "seed_agglomerate"]))[1]
     with pytest.raises(ConfigError, match="POSTPROCESS.SEED_CONNECTIVITY"):
         load_cfg(None, ["POSTPROCESS.SEED_CONNECTIVITY", "18"])
+
+
+def test_the_finetune_template_loads_with_its_variables_and_knows_the_device(monkeypatch):
+    import connectomics.config.loader as loader
+
+    template = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "Finetune", "Finetune-BC.yaml")
+    for name in ("TRAIN_IMAGE", "TRAIN_LABEL", "TEST_IMAGE", "TEST_LABEL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match=r"\$TRAIN_IMAGE is not set"):
+        load_cfg(template)
+    for name in ("TRAIN_IMAGE", "TRAIN_LABEL", "TEST_IMAGE", "TEST_LABEL"):
+        monkeypatch.setenv(name, f"/data/{name.lower()}.h5")
+    cfg = load_cfg(template, ["SYSTEM.DEVICE", "cpu"])
+    assert cfg.DATASET.IMAGE_NAME == "/data/train_image.h5" and cfg.EVAL.GT_NAME == "/data/test_label.h5"
+    assert cfg.SOLVER.TIME_BUDGET == 30 and cfg.MODEL.FILTERS == [8, 16, 24, 32, 48] and cfg.SYSTEM.NUM_CPUS == 2
+    monkeypatch.setattr(loader, "device_kind", lambda cfg: "cuda")
+    cfg = load_cfg(template)
+    assert cfg.MODEL.FILTERS == [28, 36, 48, 64, 80] and cfg.MODEL.INPUT_SIZE == [9, 256, 256]
+    assert load_cfg(template, ["MODEL.INPUT_SIZE", "[9, 128, 128]"]).MODEL.INPUT_SIZE == [9, 128, 128]  # --opts win

@@ -149,15 +149,52 @@ def fill_inference_defaults(cfg):
         inf.OUTPUT_PATH = os.path.join(cfg.DATASET.OUTPUT_PATH, "inference")
 
 
+DEVICE_KEY = "_DEVICE_"  # YAML: per-device settings, applied after the YAML chain and before --opts
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+def device_kind(cfg):
+    """'cuda' when the run will use a GPU (SYSTEM.DEVICE, NUM_GPUS and what the machine has), else 'cpu'."""
+    if cfg.SYSTEM.DEVICE == "cpu" or cfg.SYSTEM.NUM_GPUS == 0:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def apply_device_settings(cfg, by_device, opts):
+    """Merge the ``_DEVICE_`` section of each YAML (``{cpu: {...}, cuda: {...}}``) for the device the
+    run will use, so that a template, not its user, knows the settings that suit the machine.
+    ``--opts`` still override them (they are merged after)."""
+    probe = cfg.clone()
+    merge_opts(probe, list(opts or ()))
+    kind = device_kind(probe)
+    for path, sections in by_device:
+        if not isinstance(sections, dict) or set(sections) - set(DEVICE_KINDS):
+            raise ConfigError(f"{path}: {DEVICE_KEY} must map {' / '.join(DEVICE_KINDS)} to config sections, got "
+                              f"{sections!r}")
+        chosen = sections.get(kind) or {}
+        merge_dict(cfg, chosen, f"{path} ({DEVICE_KEY}.{kind})")
+        if chosen:
+            logger.info("%s: the %s settings of %s apply (%s)", path, kind, DEVICE_KEY, ", ".join(sorted(chosen)))
+
+
 def load_cfg(config_file=None, opts=(), freeze=True):
-    """Defaults, then the YAML chain, then ``opts``; paths resolved; validated.
+    """Defaults, then the YAML chain (and its ``_DEVICE_`` sections for this machine), then ``opts``;
+    paths resolved; validated.
 
     Returns a frozen :class:`yacs.config.CfgNode` (mutable if ``freeze=False``).
     """
     cfg = get_cfg_defaults()
+    by_device = []
     if config_file:
         for path, data in _read_yaml(config_file):
+            device_sections = data.pop(DEVICE_KEY, None)
             merge_dict(cfg, data, path)
+            if device_sections is not None:
+                by_device.append((path, device_sections))
+    if by_device:
+        apply_device_settings(cfg, by_device, opts)
     merge_opts(cfg, list(opts or ()))
     fill_inference_defaults(cfg)
     try:

@@ -104,6 +104,11 @@ def _validate_solver(s):
     for key in ("ITERATION_TOTAL", "ITERATION_SAVE", "ITERATION_STEP", "ITERATION_VAL", "SAMPLES_PER_BATCH"):
         if s[key] < 1:
             _fail(f"SOLVER.{key}", s[key], "must be at least 1")
+    if s.TIME_BUDGET < 0:
+        _fail("SOLVER.TIME_BUDGET", s.TIME_BUDGET, "must be >= 0 minutes (0: train SOLVER.ITERATION_TOTAL iterations)")
+    if s.TIME_BUDGET > 0 and s.LR_SCHEDULER_NAME != "WarmupCosineLR":
+        _fail("SOLVER.TIME_BUDGET", s.TIME_BUDGET, "needs SOLVER.LR_SCHEDULER_NAME WarmupCosineLR (a schedule that "
+              f"stretches to the planned length), not {s.LR_SCHEDULER_NAME}")
     if s.ITERATION_TOTAL % s.ITERATION_STEP:
         _fail("SOLVER.ITERATION_TOTAL", s.ITERATION_TOTAL, f"must be a multiple of SOLVER.ITERATION_STEP "
               f"({s.ITERATION_STEP}): the gradients of the last iterations would never be applied")

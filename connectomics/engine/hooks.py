@@ -15,16 +15,18 @@ logger = logging.getLogger(__name__)
 class CheckpointHook(Hook):
     """Save ``checkpoint_XXXXXX.pth.tar`` every ``period`` iterations and at the end."""
 
-    def __init__(self, folder, period, architecture, run_id=None):
+    def __init__(self, folder, period, architecture, run_id=None, extra=None):
         self.folder, self.period, self.architecture, self.run_id = folder, period, architecture, run_id
+        self.extra = extra  # callable -> dict of more entries (a time budget's plan)
         self.last_path = None
 
     def save(self, trainer):
         path = checkpoint_path(self.folder, trainer.iter)
         if path != self.last_path:
             pending = pending_gradients(trainer.model) if trainer.iter % trainer.accum_steps else None
+            extra = {"pending_grads": pending, "run_id": self.run_id, **(self.extra() if self.extra else {})}
             save_checkpoint(path, trainer.model, trainer.optimizer, trainer.scheduler, trainer.iter,
-                            self.architecture, trainer.scaler, extra={"pending_grads": pending, "run_id": self.run_id})
+                            self.architecture, trainer.scaler, extra=extra)
             self.last_path = path
             logger.info("saved %s", path)
         return path

@@ -63,13 +63,25 @@ def multistep_lambda(milestones, gamma, warmup_iters=0, start_factor=1.0, method
 
 
 def cosine_lambda(total_iters, warmup_iters=0, start_factor=1.0, method="linear"):
-    """Half-cosine decay from 1 to 0 over ``total_iters``, after a warmup."""
+    """Half-cosine decay from 1 to 0 over ``factor.total`` iterations (``total_iters`` at first), after
+    a warmup. ``factor.total`` may be changed later (a time budget plans it after timing the first
+    steps); being a plain function, the factor is not part of the scheduler's saved state, so a
+    resumed run takes the total of its own config or plan."""
 
     def factor(it):
-        cosine = 0.5 * (1 + math.cos(math.pi * min(it, total_iters) / max(total_iters, 1)))
+        total = factor.total
+        cosine = 0.5 * (1 + math.cos(math.pi * min(it, total) / max(total, 1)))
         return warmup_factor(it, warmup_iters, start_factor, method) * cosine
 
+    factor.total = total_iters
     return factor
+
+
+def schedule_length(scheduler):
+    """The cosine factor of a scheduler built by :func:`build_lr_scheduler` (its ``total`` can be set),
+    or None for the step schedules."""
+    factor = scheduler.lr_lambdas[0]
+    return factor if hasattr(factor, "total") else None
 
 
 def build_lr_scheduler(cfg, optimizer):

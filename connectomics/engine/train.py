@@ -27,8 +27,8 @@ def select_device(cfg):
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def iterate_batches(cfg, start_iter, build_dataset):
-    """Batches for iterations ``start_iter .. ITERATION_TOTAL - 1``.
+def iterate_batches(cfg, start_iter, build_dataset, total=None):
+    """Batches for iterations ``start_iter .. total - 1`` (default ITERATION_TOTAL).
 
     ``build_dataset(chunk_id)`` gives the samples of a chunk (None: whole volumes). In chunked
     mode (DATASET.DO_CHUNK_TITLE) a new chunk is loaded every DATASET.DATA_CHUNK_ITER iterations.
@@ -37,7 +37,8 @@ def iterate_batches(cfg, start_iter, build_dataset):
     from connectomics.data.chunks import chunk_for_period
     from connectomics.data.dataset import sample_loader
 
-    batch, total, workers = cfg.SOLVER.SAMPLES_PER_BATCH, cfg.SOLVER.ITERATION_TOTAL, cfg.SYSTEM.NUM_CPUS
+    batch, workers = cfg.SOLVER.SAMPLES_PER_BATCH, cfg.SYSTEM.NUM_CPUS
+    total = cfg.SOLVER.ITERATION_TOTAL if total is None else total
     local = per_rank_batch(batch)
     if not cfg.DATASET.DO_CHUNK_TITLE:
         yield from sample_loader(build_dataset(None), local, RankIndices(start_iter, total, batch), workers)
@@ -120,8 +121,9 @@ def _tensorboard(cfg, folder):
 
 
 def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
-    """Load the starting state; return ``(iteration to start at, run id)`` (the resumed
-    checkpoint's run id, or a new one for a run that starts from scratch or other weights).
+    """Load the starting state; return ``(iteration to start at, run id, time-budget plan or None)``
+    (the resumed checkpoint's run id and plan, or a new id for a run that starts from scratch or
+    other weights).
 
     The output folder's own newest checkpoint wins when ``checkpoint`` is None, and also
     under SOLVER.ITERATION_RESTART: a restarted run that has saved checkpoints resumes them
@@ -141,18 +143,21 @@ def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
         state = read_checkpoint(checkpoint)
         load_model_weights(model, state, cfg.MODEL.ARCHITECTURE, checkpoint)
         start = restore_training_state(state, optimizer, scheduler, scaler, restart, model)
-        return start, (state.get("run_id") or new_run_id()) if not restart else new_run_id()
+        if restart:
+            return start, new_run_id(), None
+        return start, state.get("run_id") or new_run_id(), state.get("budget")
     if cfg.MODEL.PRE_MODEL:
         load_model_weights(model, read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True), cfg.MODEL.ARCHITECTURE,
                            cfg.MODEL.PRE_MODEL)
-        return cfg.MODEL.PRE_MODEL_ITER, new_run_id()
-    return 0, new_run_id()
+        return cfg.MODEL.PRE_MODEL_ITER, new_run_id(), None
+    return 0, new_run_id(), None
 
 
-def run_training(cfg, checkpoint=None):
+def run_training(cfg, checkpoint=None, started=None):
     """Train per ``cfg`` (resuming from ``checkpoint`` or the newest one in the output folder).
 
-    Returns the path of the last checkpoint.
+    ``started``: when the command started (``time.time()``), the origin of SOLVER.TIME_BUDGET
+    (default: now). Returns the path of the last checkpoint.
     """
     from connectomics.data.dataset import build_train_dataset
     from connectomics.losses import build_criterion
@@ -169,33 +174,30 @@ def run_training(cfg, checkpoint=None):
     scheduler = build_lr_scheduler(cfg, optimizer)
     amp = cfg.SOLVER.AMP and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    start, run_id = _resume(cfg, checkpoint, model, optimizer, scheduler, scaler)
+    start, run_id, plan = _resume(cfg, checkpoint, model, optimizer, scheduler, scaler)
     if is_main_process():  # the checkpoint loaded: the run starts, its folder now describes it
         from connectomics.engine.run_folder import write_run_record
 
         logger.info("merged config saved to %s", write_run_record(cfg))
-    total = cfg.SOLVER.ITERATION_TOTAL
-    if start >= total:
+    budget = cfg.SOLVER.TIME_BUDGET > 0
+    total = (plan or {}).get("planned_total") if budget else cfg.SOLVER.ITERATION_TOTAL
+    if total is not None and start >= total:
         logger.info("training already finished (%d of %d iterations)", start, total)
         return latest_checkpoint(folder) or checkpoint
-    logger.info("training %s on %s: iterations %d..%d, %d parameters", cfg.MODEL.ARCHITECTURE, device,
-                start, total, sum(p.numel() for p in model.parameters()))
-    batches = iterate_batches(cfg, start, lambda chunk_id: build_train_dataset(cfg, chunk_id))
     main = is_main_process()
     writer = _tensorboard(cfg, folder) if main else None
-    checkpointer = CheckpointHook(folder, cfg.SOLVER.ITERATION_SAVE, cfg.MODEL.ARCHITECTURE, run_id)
-    hooks = [LoggingHook(cfg.MONITOR.ITERATION_NUM[0], writer, folder,
-                         cfg.MONITOR.ITERATION_NUM[1] if cfg.MONITOR.VIS_OPT[0] else 0, cfg.MONITOR.VIS_OPT[1]),
-             checkpointer] if main else []
     validate = make_validator(cfg, device) if main else None
-    if validate is not None:
-        from connectomics.engine.scores import score_settings, use_score_settings
+    hooks, checkpointer = _hooks(cfg, folder, run_id, writer, validate, main)
+    if budget:
+        from connectomics.engine.budget import build_budget_hook
 
-        # rows of other validation settings (thresholds, ranking, volume) are moved aside, not mixed
-        use_score_settings(os.path.join(folder, "validation.csv"),
-                           score_settings(cfg, split_names(cfg.DATASET.VAL_IMAGE_NAME)[0],
-                                          split_names(cfg.DATASET.VAL_LABEL_NAME)[0], f"run:{run_id}"))
-        hooks.append(ValidationHook(cfg.SOLVER.ITERATION_VAL, validate, folder, checkpointer, writer))
+        hooks.insert(0, build_budget_hook(cfg, model, device, scheduler, total, started, validate is not None))
+        checkpointer.extra = lambda: {"budget": hooks[0].state()}
+        total = total or start + BUDGET_BOUND  # until planned: the loader's bound
+    logger.info("training %s on %s: iterations %d..%s, %d parameters", cfg.MODEL.ARCHITECTURE, device, start,
+                total if not budget or plan else f"(fitted to SOLVER.TIME_BUDGET {cfg.SOLVER.TIME_BUDGET:g} min)",
+                sum(p.numel() for p in model.parameters()))
+    batches = iterate_batches(cfg, start, lambda chunk_id: build_train_dataset(cfg, chunk_id), total)
     model = wrap_model(model, device)
     clip = None
     if cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
@@ -208,3 +210,26 @@ def run_training(cfg, checkpoint=None):
         writer.close()
     cleanup()
     return checkpointer.last_path
+
+
+BUDGET_BOUND = 10**8  # iterations the loader may serve before a time budget's plan is made
+
+
+def _hooks(cfg, folder, run_id, writer, validate, main):
+    """``(hooks, checkpoint hook)``: logging, checkpoints and (with a validator) validation; other
+    ranks than the main one get none."""
+    checkpointer = CheckpointHook(folder, cfg.SOLVER.ITERATION_SAVE, cfg.MODEL.ARCHITECTURE, run_id)
+    if not main:
+        return [], checkpointer
+    hooks = [LoggingHook(cfg.MONITOR.ITERATION_NUM[0], writer, folder,
+                         cfg.MONITOR.ITERATION_NUM[1] if cfg.MONITOR.VIS_OPT[0] else 0, cfg.MONITOR.VIS_OPT[1]),
+             checkpointer]
+    if validate is not None:
+        from connectomics.engine.scores import score_settings, use_score_settings
+
+        # rows of other validation settings (thresholds, ranking, volume) are moved aside, not mixed
+        use_score_settings(os.path.join(folder, "validation.csv"),
+                           score_settings(cfg, split_names(cfg.DATASET.VAL_IMAGE_NAME)[0],
+                                          split_names(cfg.DATASET.VAL_LABEL_NAME)[0], f"run:{run_id}"))
+        hooks.append(ValidationHook(cfg.SOLVER.ITERATION_VAL, validate, folder, checkpointer, writer))
+    return hooks, checkpointer

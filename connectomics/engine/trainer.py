@@ -124,6 +124,9 @@ class Trainer:
         with tqdm(total=self.max_iter, initial=self.iter, unit="it", desc="train", disable=disable) as bar, \
                 _logs_above(bar), _deferred_signals() as stop:
             while self.iter < self.max_iter:
+                if bar.total != self.max_iter:  # a time budget planned the length
+                    bar.total = self.max_iter
+                    bar.refresh()
                 try:
                     self.run_step()
                 except Exception:  # a data-loader worker that died of the same Ctrl-C
