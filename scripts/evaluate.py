@@ -79,7 +79,8 @@ def main(argv=None):
                              "or contain checkpoint_XXXXXX; pass --iteration N")
         result = evaluate_volumes(args.gt_seg, args.predict_seg, scores=args.predict_score or None,
                                   area_thresholds=thresholds, crumb_size=args.threshold_crumb,
-                                  chunk_slices=args.chunk_size, slices=slices)
+                                  chunk_slices=args.chunk_size, slices=slices,
+                                  other_rankings={"size (the challenge's)": None} if args.predict_score else None)
     except (FileNotFoundError, VolumeError, LabelError, ScoreError, ValueError) as err:
         logger.error("%s", err)
         return 2

@@ -1,4 +1,6 @@
 """Instance confidence (mean foreground probability) and ranking predictions by it."""
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -128,6 +130,11 @@ def test_inference_report_ranks_by_the_configured_score(tmp_path):
         assert f"EVAL.SCORE {score}" in (folder / "eval_map.txt").read_text() + (folder / "eval.json").read_text()
     assert results["size"]["AP75"] == pytest.approx(2 / 3, abs=1e-6)
     assert results["foreground"]["AP75"] == pytest.approx(1.0)
+    # each report also gives the other ranking, from the same matching pass
+    other = json.loads((tmp_path / "size" / "eval.json").read_text())["other_rankings"]
+    assert other["confidence (mean foreground)"]["AP75"] == pytest.approx(1.0)
+    other = json.loads((tmp_path / "foreground" / "eval.json").read_text())["other_rankings"]
+    assert other["size (the challenge's)"]["AP75"] == pytest.approx(2 / 3, abs=1e-6)
 
 
 def test_postprocess_script_writes_the_score_file(tmp_path):

@@ -5,7 +5,8 @@ preparation, training, the periodic validations, and (with ``SYSTEM.INFER_AFTER_
 inference, decoding and scoring after training. The schedule fits itself to it::
 
     start ... calibration (CALIBRATION iterations, timed) -> plan: total = the iterations that fit
-          ... at a third of the plan: planned again with the steps timed so far (once)
+          ... at a third and at two thirds of the plan: planned again with the steps timed since the
+              last plan (a machine whose speed changes is followed)
           ... training to the planned total (cosine schedule over it) -> inference reserve -> done
 
 ``total`` solves ``total * step + (total // ITERATION_VAL) * validation = time left - reserve``,
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 CALIBRATION = 20  # iterations timed before the plan (the first few, with loader start-up, are skipped)
 SKIP = 3  # calibration iterations not timed
-REPLAN_AT = 1 / 3  # fraction of the plan at which it is made once more from all steps timed since
+REPLAN_AT = (1 / 3, 2 / 3)  # fractions of the plan at which it is made again, from the steps timed since the last
 SAFETY = 1.1  # reserve and validation estimates are multiplied by this
 FIXED_RESERVE = (5.0, 0.01)  # kept after training besides the inference (checkpoint, overlay, reports):
 # 5 s plus 1% of the budget
@@ -56,8 +57,9 @@ class BudgetHook(Hook):
         self.schedule, self.deadline, self.reserve, self.step = schedule, deadline, reserve, step
         self.validation = validation or (0.0, 0)
         self.clock = clock
-        self.planned, self.replanned = planned, planned is not None
-        self.times = []  # step end times (clock)
+        self.planned = planned
+        self.replans = [] if planned is not None else list(REPLAN_AT)  # fractions still to come
+        self.times = []  # step end times (clock) since the last plan
         self.start_iter = None
 
     def before_train(self, trainer):
@@ -65,15 +67,19 @@ class BudgetHook(Hook):
         if self.planned is not None:
             self._apply(trainer, self.planned, "resumed run keeps its plan")
 
+    @property
+    def replanned(self):
+        return len(self.replans) < len(REPLAN_AT)
+
     def after_step(self, trainer):
         now = self.clock()
         self.times.append(now)
         done = trainer.iter - self.start_iter
         if self.planned is None and done >= CALIBRATION:
             self._plan(trainer, now, self.times[SKIP:], "planned")
-        elif not self.replanned and self.planned is not None and trainer.iter >= self.planned * REPLAN_AT:
-            self.replanned = True
-            self._plan(trainer, now, self.times[SKIP:], "planned again")
+        elif self.replans and self.planned is not None and trainer.iter >= self.planned * self.replans[0]:
+            self.replans.pop(0)
+            self._plan(trainer, now, self.times, "planned again")
         if trainer.iter < trainer.max_iter and now > self.deadline - self.reserve:
             logger.warning("time budget: the training deadline has passed; stopping at iteration %d of %d",
                            trainer.iter, trainer.max_iter)
@@ -86,6 +92,7 @@ class BudgetHook(Hook):
         self._apply(trainer, trainer.iter + more,
                     f"{what}: {trainer.iter + more} iterations ({per_step:.3f} s each, "
                     f"{self.reserve:.0f} s kept for the work after training)")
+        self.times = [now]
 
     def _apply(self, trainer, total, message):
         self.planned = int(total)

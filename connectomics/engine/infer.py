@@ -103,7 +103,8 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None, m
     """Overlay PNG, then AP-75 (table, reports, scores CSV row) if there is ground truth; the summary or None.
 
     EVAL.SCORE foreground ranks the predictions by the score file post-processing wrote beside
-    ``instances`` (mean foreground probability); size by voxel count. The scores CSV row is
+    ``instances`` (mean foreground probability); size by voxel count. The other ranking's AP is
+    reported too (same matching pass; table, eval.json). The scores CSV row is
     keyed by ``model`` (the training run) besides the settings, so one table never mixes runs.
     """
     from connectomics.evaluation import evaluate_volumes, format_table, write_reports
@@ -113,9 +114,13 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None, m
     save_overlay(image_spec, instances, gt_spec, os.path.join(folder, "overlay.png"))
     if not gt_spec:
         return None
-    scores = scores_path(instances) if cfg.EVAL.SCORE == "foreground" else None
+    confidence = scores_path(instances)
+    scores = confidence if cfg.EVAL.SCORE == "foreground" else None
+    other = {"size (the challenge's)": None} if scores else (
+        {"confidence (mean foreground)": confidence} if os.path.exists(confidence) else {})
     result = evaluate_volumes(gt_spec, instances, scores=scores, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
-                              crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES)
+                              crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES,
+                              other_rankings=other)
     result.notes.append(score_note(cfg.EVAL.SCORE))
     write_reports(result, os.path.join(folder, cfg.EVAL.OUTPUT_PREFIX), iteration=iteration)
     print(format_table(result), flush=True)

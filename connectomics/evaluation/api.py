@@ -45,10 +45,11 @@ class EvalResult:
     iou_thresholds: np.ndarray = field(default_factory=lambda: IOU_THRESHOLDS.copy())
     recall_thresholds: np.ndarray = field(default_factory=lambda: RECALL_THRESHOLDS.copy())
     area_names: tuple = AREA_NAMES
+    other_rankings: dict = field(default_factory=dict)  # {name: summary} of the same match, ranked otherwise
 
 
 def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_size=2000,
-                     chunk_slices=100, slices=None, progress=None, max_slab_mib=MAX_SLAB_MIB):
+                     chunk_slices=100, slices=None, progress=None, max_slab_mib=MAX_SLAB_MIB, other_rankings=None):
     """AP of an instance prediction against ground truth, official MitoEM semantics.
 
     Args:
@@ -64,21 +65,30 @@ def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_si
         slices: optional (z0, z1) range to evaluate (official ``-sl``).
         progress: show a progress bar (None: only on a terminal).
         max_slab_mib: cap on one slab of one volume in MiB (None: no cap); see ``overlap_table``.
+        other_rankings: ``{name: scores}`` (as ``scores``): the same prediction ranked otherwise, from
+            the same streaming pass (e.g. ``{'size': None}`` beside a confidence ranking); their
+            summaries land in ``EvalResult.other_rankings``.
     Returns:
         ``EvalResult``.
     """
     ranges = area_ranges(area_thresholds)
     table = overlap_table(gt, pred, chunk_slices=chunk_slices, slices=slices, progress=progress,
                           max_slab_mib=max_slab_mib)
-    ids, sizes, values, notes = rank_predictions(table.pred_ids, table.pred_sizes, scores)
-    matches = match_predictions(table, ids, sizes, values, ranges, crumb_size)
-    precision, recall, n_gt, outcomes = accumulate(matches, ranges)
-    summary = summarize(matches, precision, n_gt, outcomes)
+    summary, precision, recall, matches, notes = _ranked(table, scores, ranges, crumb_size)
     notes = notes + _notes(summary, ranges)
     for note in notes:
         logger.info(note)
+    others = {name: _ranked(table, other, ranges, crumb_size)[0] for name, other in (other_rankings or {}).items()}
     return EvalResult(summary, precision, recall, matches, ranges, source_name(gt, "ground-truth array"),
-                      source_name(pred, "prediction array"), int(crumb_size), notes)
+                      source_name(pred, "prediction array"), int(crumb_size), notes, other_rankings=others)
+
+
+def _ranked(table, scores, ranges, crumb_size):
+    """``(summary, precision, recall, matches, notes)`` of an overlap table under one ranking."""
+    ids, sizes, values, notes = rank_predictions(table.pred_ids, table.pred_sizes, scores)
+    matches = match_predictions(table, ids, sizes, values, ranges, crumb_size)
+    precision, recall, n_gt, outcomes = accumulate(matches, ranges)
+    return summarize(matches, precision, n_gt, outcomes), precision, recall, matches, notes
 
 
 def summarize(matches, precision, n_gt, outcomes):

@@ -78,6 +78,9 @@ def format_table(result):
              f"  {'predictions':<14}{s['n_pred']:>8}",
              f"  {'TP @0.75':<14}{s['tp75']:>8}", f"  {'FP @0.75':<14}{s['fp75']:>8}",
              f"  {'FN @0.75':<14}{s['fn75']:>8}"]
+    for name, other in result.other_rankings.items():
+        rows.append(f"  {'AP-75':<14}{_value(other['AP75'])}   ranked by {name} (AP-50 {_value(other['AP50']).strip()}, "
+                    f"TP {other['tp75']}, FP {other['fp75']})")
     rows += [f"  note: {note}" for note in result.notes]
     return "\n".join(rows)
 
@@ -119,6 +122,7 @@ def result_dict(result, iteration=None):
         "recall": {n: result.recall[:, a].tolist() for a, n in enumerate(names)},
         "precision": {n: result.precision[:, :, a].tolist() for a, n in enumerate(names)},
         "notes": list(result.notes),
+        "other_rankings": result.other_rankings,
     }
 
 
