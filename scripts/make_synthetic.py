@@ -25,6 +25,8 @@ def get_parser():
     parser.add_argument("--shape", type=int, nargs=3, default=[48, 192, 192], metavar=("Z", "Y", "X"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--artefacts", action="store_true", help="add missing and misaligned sections")
+    parser.add_argument("--myelin", type=int, default=0,
+                        help="myelinated axons to paint: dark rings and bands that are background (hard negatives)")
     parser.add_argument("--png", help="preview PNG path (default DIR/preview.png with --out-dir)")
     return parser
 
@@ -45,7 +47,7 @@ def main(argv=None):
 
     with report_errors(logging.getLogger("make_synthetic"), extra=(ValueError,)) as status:
         stats = write_synthetic_pair(image, label, tuple(args.shape), args.seed, png=png,
-                                     artefacts=args.artefacts)
+                                     artefacts=args.artefacts, myelin=args.myelin)
     if status.code:
         return status.code
     print(f"image: {image}\nlabel: {label}" + (f"\npreview: {png}" if png else ""))

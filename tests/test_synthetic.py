@@ -203,3 +203,35 @@ def test_blank_image_name_turns_a_pair_off(tmp_path):
     t = str(tmp_path)
     assert written == [f"{t}/train.h5:image", f"{t}/train.h5:label"]
     assert not os.path.exists(f"{t}/val_gt.h5") and not os.path.exists(f"{t}/test_gt.h5")
+
+
+def test_other_seed_or_myelin_regenerates_only_synthetic_files(tmp_path, caplog):
+    """Files of another DATASET.SYNTHETIC seed / myelin count are made again (with a warning)."""
+    import h5py
+
+    t = str(tmp_path)
+    ensure_synthetic(_cfg(tmp_path))
+    cfg = _cfg(tmp_path)
+    cfg.defrost()
+    cfg.DATASET.SYNTHETIC.SEED = 17
+    with caplog.at_level("WARNING"):
+        assert len(ensure_synthetic(cfg)) == 6
+    assert "hold synthetic data of other settings" in caplog.text
+    with h5py.File(f"{t}/train.h5", "r") as f:
+        assert f["image"].attrs["synthetic_seed"] == 17
+    assert np.array_equal(read_volume(f"{t}/val_im.h5"), make_synthetic_pair((16, 64, 64), seed=18)[0])
+    cfg.DATASET.SYNTHETIC.MYELIN = 3
+    assert len(ensure_synthetic(cfg)) == 6
+    image, label = make_synthetic_pair((16, 64, 64), seed=18, myelin=3)
+    plain_image, plain_label = make_synthetic_pair((16, 64, 64), seed=18)
+    assert np.array_equal(read_volume(f"{t}/val_im.h5"), image)
+    assert np.array_equal(label, plain_label)  # axons are background: the labels do not change
+    from scipy import ndimage as ndi
+
+    changed = image != plain_image
+    core = ndi.binary_erosion(label > 0, np.ones((3, 11, 11), bool))  # the blur (4 sigma) spreads edges
+    assert core.any() and changed.any() and not (changed & core).any()  # painted on background only
+    assert image[changed].mean() < plain_image[changed].mean()  # dark sheaths dominate
+    cfg.DATASET.SYNTHETIC.MYELIN = -1
+    with pytest.raises(ValueError, match="DATASET.SYNTHETIC.MYELIN"):
+        ensure_synthetic(cfg)

@@ -83,6 +83,7 @@ _C.DATASET.SYNTHETIC = CN()
 _C.DATASET.SYNTHETIC.ENABLED = False  # generate missing image/label files as synthetic EM
 _C.DATASET.SYNTHETIC.SHAPE = [48, 192, 192]  # (z, y, x) of each generated volume
 _C.DATASET.SYNTHETIC.SEED = 0  # train uses SEED, validation SEED+1, inference SEED+2
+_C.DATASET.SYNTHETIC.MYELIN = 0  # myelinated axons per volume: dark rings / bands that are background (hard negatives)
 
 # ---------------------------------------------------------------------------- AUGMENTOR
 _C.AUGMENTOR = CN()

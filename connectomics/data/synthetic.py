@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from connectomics.data.preview import save_overlay_png, save_preview_png
-from connectomics.data.synthetic_image import add_artefacts, cell_background, finish_image, paint_mitochondria
+from connectomics.data.synthetic_image import (add_artefacts, cell_background, finish_image, paint_mitochondria,
+                                               paint_myelin)
 from connectomics.data.synthetic_shapes import mean_instance_size, pack_tubes
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ __all__ = [
 
 
 def make_synthetic_pair(shape=(48, 192, 192), seed=0, n_instances=None, touching_fraction=0.3,
-                        noise=0.06, blur=1.0, artefacts=False, density=0.12, min_size=2000):
+                        noise=0.06, blur=1.0, artefacts=False, density=0.12, min_size=2000, myelin=0):
     """An EM-like image and its mitochondria instance labels.
 
     Args:
@@ -43,6 +44,9 @@ def make_synthetic_pair(shape=(48, 192, 192), seed=0, n_instances=None, touching
         min_size: instances smaller than this (voxels, e.g. clipped by the border) become
             background. The default is the evaluator's crumb size: smaller ground truth is
             ignored there, while a prediction of it would count as a false positive.
+        myelin: myelinated axons to paint (hard negatives: dark sheaths, seen as rings or long
+            bands, that are background), drawn after every other random draw (0: the volumes
+            are what they were before this option).
 
     Returns:
         image: uint8 (Z, Y, X); mitochondria dark, cytoplasm mid-grey.
@@ -57,6 +61,8 @@ def make_synthetic_pair(shape=(48, 192, 192), seed=0, n_instances=None, touching
     keep_largest_parts(canvas.label, min_size)
     image = cell_background(shape, rng)
     paint_mitochondria(image, canvas, rng)
+    if myelin:  # its own generator: the volumes of myelin=0 stay as they were
+        paint_myelin(image, canvas.label, np.random.default_rng([seed, 1]), myelin)
     image = finish_image(image, rng, noise, blur)
     label = canvas.label
     if artefacts:
@@ -127,6 +133,7 @@ def size_statistics(label, area_thresholds=(5e3, 3e4)):
 
 
 SEED_ATTRIBUTE = "synthetic_seed"  # HDF5 attribute marking a dataset this module wrote
+MYELIN_ATTRIBUTE = "synthetic_myelin"  # its count of myelinated axons (absent: 0)
 
 
 def write_synthetic_pair(image_spec, label_spec, shape, seed, png=None, **kwargs):
@@ -150,35 +157,24 @@ def write_synthetic_pair(image_spec, label_spec, shape, seed, png=None, **kwargs
     image, label = make_synthetic_pair(shape, seed, **kwargs)
     for spec, volume in ((image_spec, image), (label_spec, label)):
         if spec:
-            write_volume(spec, volume)
-            _mark_synthetic(spec, seed)
+            write_volume(spec, volume, attrs={SEED_ATTRIBUTE: int(seed), MYELIN_ATTRIBUTE: int(kwargs.get("myelin", 0))})
     if png:
         save_preview_png(image, label, png)
     return size_statistics(label)
 
 
-def _mark_synthetic(spec, seed):
-    import h5py
-
-    from connectomics.data.io import parse_spec
-
-    path, key = parse_spec(spec)
-    with h5py.File(path, "a") as f:
-        f[key or "main"].attrs[SEED_ATTRIBUTE] = int(seed)
-
-
 def _dataset_state(spec):
-    """``(state, seed, shape)`` of the volume ``spec``: state 'missing', 'synthetic' (written by
-    this module; its seed and shape) or 'user' (seed and shape None)."""
+    """``(state, (seed, shape, myelin))`` of the volume ``spec``: state 'missing', 'synthetic'
+    (written by this module, with the settings it was made with) or 'user' (settings None)."""
     import h5py
 
     from connectomics.data.io import H5_EXTENSIONS, VolumeError, parse_spec
 
     path, key = parse_spec(spec)
     if not os.path.exists(path):
-        return "missing", None, None
+        return "missing", None
     if not path.lower().endswith(H5_EXTENSIONS):
-        return "user", None, None
+        return "user", None
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -188,11 +184,12 @@ def _dataset_state(spec):
             names = list(f.keys())
             key = "main" if "main" in f or not names else names[0]
         if key not in f:
-            return "missing", None, None
+            return "missing", None
         attrs = f[key].attrs
         if SEED_ATTRIBUTE not in attrs:
-            return "user", None, None
-        return "synthetic", int(attrs[SEED_ATTRIBUTE]), tuple(int(n) for n in f[key].shape)
+            return "user", None
+        made = (int(attrs[SEED_ATTRIBUTE]), tuple(int(n) for n in f[key].shape), int(attrs.get(MYELIN_ATTRIBUTE, 0)))
+        return "synthetic", made
 
 
 def synthetic_jobs(cfg):
@@ -229,7 +226,7 @@ def synthetic_identities(cfg):
     for image_spec, label_spec, seed, _ in synthetic_jobs(cfg):
         for spec in (image_spec, label_spec):
             if spec and _dataset_state(spec)[0] != "user":
-                out[spec] = f"synthetic:{seed}:{list(syn.SHAPE)}"
+                out[spec] = f"synthetic:{seed}:{list(syn.SHAPE)}" + (f":myelin{syn.MYELIN}" if syn.MYELIN else "")
     return out
 
 
@@ -255,13 +252,16 @@ def ensure_synthetic(cfg):
         _check_args(syn.SHAPE, 0.0, 0.0, 0.0, 1.0)
     except ValueError as err:
         raise ValueError(f"config key DATASET.SYNTHETIC.SHAPE: {err}") from err
+    if syn.MYELIN < 0:
+        raise ValueError(f"config key DATASET.SYNTHETIC.MYELIN = {syn.MYELIN}: must be >= 0 (axons per volume)")
     written = []
     for image_spec, label_spec, seed, keys in synthetic_jobs(cfg):
         specs = [s for s in (image_spec, label_spec) if s]
         states = {spec: _dataset_state(spec) for spec in specs}
         kinds = [state[0] for state in states.values()]
-        other = [f"{spec} (seed {state[1]}, shape {state[2]})" for spec, state in states.items()
-                 if state[0] == "synthetic" and (state[1] != seed or state[2] != tuple(syn.SHAPE))]
+        wanted = (seed, tuple(syn.SHAPE), int(syn.MYELIN))
+        other = [f"{spec} (seed {state[1][0]}, shape {state[1][1]}, myelin {state[1][2]})"
+                 for spec, state in states.items() if state[0] == "synthetic" and state[1] != wanted]
         if "missing" not in kinds and not other:
             continue
         users = [spec for spec, state in states.items() if state[0] == "user"]
@@ -272,9 +272,9 @@ def ensure_synthetic(cfg):
                 "neither")
         if other:
             logger.warning("config keys %s: %s hold synthetic data of other settings than DATASET.SYNTHETIC "
-                           "(seed %d, shape %s): generating them again", keys, ", ".join(other), seed,
-                           tuple(syn.SHAPE))
-        stats = write_synthetic_pair(image_spec, label_spec, tuple(syn.SHAPE), seed)
+                           "(seed %d, shape %s, myelin %d): generating them again", keys, ", ".join(other), seed,
+                           tuple(syn.SHAPE), syn.MYELIN)
+        stats = write_synthetic_pair(image_spec, label_spec, tuple(syn.SHAPE), seed, myelin=syn.MYELIN)
         logger.info("synthetic data for %s: wrote %s (shape %s, seed %d): %d instances "
                     "(%d small, %d medium, %d large), foreground %.1f%%", keys, " and ".join(specs),
                     tuple(syn.SHAPE), seed, stats["n_instances"], stats["small"], stats["medium"],
