@@ -35,6 +35,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["connectomics", "connectomics.*"]),
+    package_data={"connectomics.weights": ["*.pth"]},  # weights made from synthetic data (MODEL.PRE_MODEL shipped:...)
     ext_modules=cythonize(
         extensions,
         language_level=3,

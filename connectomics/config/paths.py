@@ -2,7 +2,8 @@
 
 Rule (documented in the README): ``$VAR`` / ``${VAR}`` and ``~`` are expanded;
 a relative path is joined to ``SYSTEM.ROOT_DIR``, which defaults to the current
-working directory. ``*_NAME`` keys are first joined to their ``INPUT_PATH``.
+working directory. ``*_NAME`` keys are first joined to their ``INPUT_PATH``. ``MODEL.PRE_MODEL shipped:<name>`` names
+weights shipped in ``connectomics/weights``.
 Several volumes are joined by ``@``; ``file.h5:key`` names a dataset.
 """
 import os
@@ -77,7 +78,16 @@ def resolve_paths(cfg):
             parts = [absolute(p, folder) for p in split_names(_get(cfg, key))]
             _set(cfg, key, "@".join(parts))
     for key in _PLAIN_KEYS:
-        _set(cfg, key, absolute(_get(cfg, key), root))
+        value = _get(cfg, key)
+        if key == "MODEL.PRE_MODEL" and value.startswith("shipped:"):  # weights inside the package
+            from connectomics.weights import shipped_path
+
+            try:
+                _set(cfg, key, shipped_path(value))
+            except ValueError as err:
+                raise ValueError(f"config key MODEL.PRE_MODEL = {value!r}: {err}") from None
+            continue
+        _set(cfg, key, absolute(value, root))
 
 
 def volume_file(spec):

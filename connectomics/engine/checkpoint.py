@@ -107,6 +107,19 @@ def save_checkpoint(path, model, optimizer, scheduler, iteration, architecture, 
     return path
 
 
+def export_weights(checkpoint, output, made_with=""):
+    """Write the weights of ``checkpoint`` (state dict, architecture, iteration, ``made_with``) to
+    ``output`` atomically, without the optimizer, scheduler and RNG states. Returns ``output``."""
+    from connectomics.data.io import atomic_path
+
+    state = read_checkpoint(checkpoint)
+    weights = {"state_dict": state["state_dict"], "architecture": state.get("architecture"),
+               "iteration": state.get("iteration"), "made_with": made_with}
+    with atomic_path(output) as tmp:
+        torch.save(weights, tmp)
+    return output
+
+
 def read_checkpoint(path, bare=False):
     """The checkpoint dict; a clear error if the file is missing or not a checkpoint.
 
