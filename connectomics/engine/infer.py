@@ -3,6 +3,7 @@ import logging
 import os
 
 import numpy as np
+import torch
 
 from connectomics.config import split_names
 from connectomics.engine.checkpoint import (checkpoint_iteration, latest_checkpoint, load_model_weights,
@@ -42,7 +43,11 @@ def load_inference_model(cfg, checkpoint, device):
     checkpoint = resolve_checkpoint(cfg, checkpoint)
     model = build_model(cfg).to(device)
     load_model_weights(model, read_checkpoint(checkpoint), cfg.MODEL.ARCHITECTURE, checkpoint)
-    logger.info("inference with %s", checkpoint)
+    from connectomics.utils.precision import autocast_dtype, describe
+
+    kind = torch.device(device).type
+    dtype = autocast_dtype(kind, cfg.INFERENCE.AMP, cfg.SYSTEM.CPU_BF16)
+    logger.info("inference with %s in %s", checkpoint, describe(kind, dtype, cfg.SYSTEM.CPU_BF16))
     return model, checkpoint_iteration(checkpoint)
 
 

@@ -12,6 +12,7 @@ from connectomics.engine.checkpoint import (latest_checkpoint, load_model_weight
 from connectomics.engine.hooks import CheckpointHook, LoggingHook, ValidationHook
 from connectomics.engine.solver import build_lr_scheduler, build_optimizer
 from connectomics.engine.trainer import Trainer
+from connectomics.utils.precision import autocast_dtype, describe
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +148,10 @@ def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
             return start, new_run_id(), None
         return start, state.get("run_id") or new_run_id(), state.get("budget")
     if cfg.MODEL.PRE_MODEL:
-        load_model_weights(model, read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True), cfg.MODEL.ARCHITECTURE,
-                           cfg.MODEL.PRE_MODEL)
+        state = read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True)
+        load_model_weights(model, state, cfg.MODEL.ARCHITECTURE, cfg.MODEL.PRE_MODEL)
+        made_with = state.get("made_with") if isinstance(state, dict) else None
+        logger.info("starting from the weights %s%s", cfg.MODEL.PRE_MODEL, f" ({made_with})" if made_with else "")
         return cfg.MODEL.PRE_MODEL_ITER, new_run_id(), None
     return 0, new_run_id(), None
 
@@ -172,8 +175,8 @@ def run_training(cfg, checkpoint=None, started=None):
     criterion = build_criterion(cfg)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
-    amp = cfg.SOLVER.AMP and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    dtype = autocast_dtype(device.type, cfg.SOLVER.AMP, cfg.SYSTEM.CPU_BF16)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     start, run_id, plan = _resume(cfg, checkpoint, model, optimizer, scheduler, scaler)
     if is_main_process():  # the checkpoint loaded: the run starts, its folder now describes it
         from connectomics.engine.run_folder import write_run_record
@@ -194,7 +197,8 @@ def run_training(cfg, checkpoint=None, started=None):
         hooks.insert(0, build_budget_hook(cfg, model, device, scheduler, total, started, validate is not None))
         checkpointer.extra = lambda: {"budget": hooks[0].state()}
         total = total or start + BUDGET_BOUND  # until planned: the loader's bound
-    logger.info("training %s on %s: iterations %d..%s, %d parameters", cfg.MODEL.ARCHITECTURE, device, start,
+    logger.info("training %s on %s in %s: iterations %d..%s, %d parameters", cfg.MODEL.ARCHITECTURE, device,
+                describe(device.type, dtype, cfg.SYSTEM.CPU_BF16), start,
                 total if not budget or plan else f"(fitted to SOLVER.TIME_BUDGET {cfg.SOLVER.TIME_BUDGET:g} min)",
                 sum(p.numel() for p in model.parameters()))
     batches = iterate_batches(cfg, start, lambda chunk_id: build_train_dataset(cfg, chunk_id), total)
@@ -204,7 +208,7 @@ def run_training(cfg, checkpoint=None, started=None):
         c = cfg.SOLVER.CLIP_GRADIENTS
         clip = (c.CLIP_TYPE, c.CLIP_VALUE, c.NORM_TYPE)
     trainer = Trainer(model, criterion, optimizer, scheduler, batches, start, total, device,
-                      cfg.SOLVER.ITERATION_STEP, clip, amp, scaler, hooks, progress=None if main else False)
+                      cfg.SOLVER.ITERATION_STEP, clip, dtype, scaler, hooks, progress=None if main else False)
     trainer.train()
     if writer is not None:
         writer.close()

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from connectomics.engine.solver import clip_gradients
+from connectomics.utils.precision import autocast
 
 logger = logging.getLogger(__name__)
 
@@ -94,18 +95,19 @@ class Trainer:
         accum_steps: optimizer step every ``accum_steps`` iterations (gradient accumulation;
             the loss is divided by it so the step sees the mean gradient).
         clip: None or ``(clip_type, value, norm_type)``.
-        amp: autocast + GradScaler (CUDA only).
+        dtype: autocast type (None = float32; float16 adds a GradScaler, bfloat16 needs none).
         progress: tqdm bar of the iterations: None = only on a terminal, False = never.
     """
 
     def __init__(self, model, criterion, optimizer, scheduler, batches, start_iter, max_iter, device,
-                 accum_steps=1, clip=None, amp=False, scaler=None, hooks=(), progress=None):
+                 accum_steps=1, clip=None, dtype=None, scaler=None, hooks=(), progress=None):
         self.model, self.criterion, self.optimizer, self.scheduler = model, criterion, optimizer, scheduler
         self.batches, self.device = batches, device
         self.start_iter, self.max_iter, self.iter = start_iter, max_iter, start_iter
         self.accum_steps, self.clip = max(1, accum_steps), clip
-        self.amp = bool(amp) and device.type == "cuda"
-        self.scaler = scaler if scaler is not None else torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.dtype = dtype
+        scale = dtype == torch.float16 and device.type == "cuda"
+        self.scaler = scaler if scaler is not None else torch.amp.GradScaler("cuda", enabled=scale)
         self.hooks = list(hooks)
         self.progress = progress
         self.last = {}
@@ -147,11 +149,6 @@ class Trainer:
             hook.on_interrupt(self)
         raise Interrupted(signum, self.iter)
 
-    def _autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def run_step(self):
         start = time.perf_counter()
         images, targets, weights = next(self.batches)
@@ -159,7 +156,7 @@ class Trainer:
         images = images.to(self.device, non_blocking=True)
         targets = [t.to(self.device, non_blocking=True) for t in targets]
         weights = [None if w is None else w.to(self.device, non_blocking=True) for w in weights]
-        with self._autocast():
+        with autocast(self.device.type, self.dtype):
             logits = self.model(images)
         loss, terms = self.criterion(logits.float(), targets, weights)
         if not torch.isfinite(loss):

@@ -29,6 +29,7 @@ from connectomics.data.io import VolumeError
 from connectomics.inference.blending import blending_weights, finalize_uint8
 from connectomics.inference.tiling import Tiling, check_window, read_box
 from connectomics.inference.tta import AUG_MODES, predict_tta, tta_variants
+from connectomics.utils.precision import autocast, autocast_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class Predictor:
     16 TTA variants merged by ``aug_mode`` ('mean' | 'min' | 'max').
     ``batch_size``: windows per forward (the last batch of a chunk is padded to it, so every
     forward has one shape and the maps do not depend on the chunking). ``amp``: float16 autocast (CUDA only).
-    ``channels_last``: None = on CUDA with AMP (input in channels-last-3d;
+    ``cpu_bf16``: bfloat16 autocast on the CPU: 'auto' (where the CPU has AMX-BF16 or AVX512-BF16),
+    'on' or 'off' (see :mod:`connectomics.utils.precision`). ``channels_last``: None = on CUDA with AMP (input in channels-last-3d;
     the model itself is not modified). ``chunk_size``: default output chunk (z, y,
     x) or None (whole volume). ``eval_mode``: run the model in eval mode (the
     previous mode is restored after each chunk; False uses batch statistics and,
@@ -55,7 +57,7 @@ class Predictor:
 
     def __init__(self, model, window, stride, pad, blending="gaussian", aug_num=0, aug_mode="mean",
                  batch_size=8, device="cpu", amp=True, output_act="sigmoid", chunk_size=None,
-                 channels_last=None, eval_mode=True):
+                 channels_last=None, eval_mode=True, cpu_bf16="off"):
         if output_act not in OUTPUT_ACTS:
             raise ValueError(f"output activation {output_act!r} not supported; valid: {', '.join(OUTPUT_ACTS)}")
         if int(batch_size) < 1:
@@ -70,6 +72,7 @@ class Predictor:
         self.variants = tta_variants(self.aug_num, self.window)
         self.batch_size = int(batch_size)
         self.amp = bool(amp) and self.device.type == "cuda"
+        self.dtype = autocast_dtype(self.device.type, self.amp, cpu_bf16)
         self.channels_last = self.amp if channels_last is None else bool(channels_last) and self.device.type == "cuda"
         self.output_act = output_act
         self.chunk_size = None if chunk_size is None else tuple(int(c) for c in chunk_size)
@@ -90,6 +93,8 @@ class Predictor:
         settings = {"window": list(self.window), "stride": list(self.stride), "pad": list(self.pad),
                     "blending": self.blending, "aug_num": self.aug_num, "aug_mode": self.aug_mode,
                     "output_act": self.output_act, "amp": self.amp}
+        if self.dtype == torch.bfloat16:  # named only when on: float32 files keep their settings
+            settings["autocast"] = "bfloat16"
         if not self.eval_mode:  # batch statistics change every value (only named when off: older files match)
             settings["eval_mode"] = False
         return settings
@@ -108,7 +113,7 @@ class Predictor:
         """(B, 1, Z, Y, X) float32 in [0, 1] on the device -> (B, C, Z, Y, X) float32 probabilities."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+        with autocast(self.device.type, self.dtype):
             y = self.model(x)
         if y.ndim != 5 or y.shape[0] != x.shape[0] or tuple(y.shape[2:]) != tuple(x.shape[2:]):
             raise ValueError(f"the model maps input {tuple(x.shape)} to {tuple(y.shape)}; inference needs "
@@ -252,7 +257,7 @@ def build_predictor(cfg, model, device="cpu"):
     return Predictor(model, window=inf.INPUT_SIZE, stride=inf.STRIDE, pad=inf.PAD_SIZE, blending=inf.BLENDING,
                      aug_num=inf.AUG_NUM, aug_mode=inf.AUG_MODE, batch_size=inf.SAMPLES_PER_BATCH, device=device,
                      amp=inf.AMP, output_act=cfg.MODEL.OUTPUT_ACT, chunk_size=inf.CHUNK_SIZE,
-                     eval_mode=inf.DO_EVAL)
+                     eval_mode=inf.DO_EVAL, cpu_bf16=cfg.SYSTEM.CPU_BF16)
 
 
 def _check_range(block, chunk):

@@ -4,8 +4,8 @@ import platform
 FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def cpu_description():
-    """``'<model name> (<features>)'`` of this machine, from /proc/cpuinfo (Linux) or the platform."""
+def _cpuinfo():
+    """(model name, set of feature flags) from /proc/cpuinfo (Linux), else the platform's name."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -18,5 +18,16 @@ def cpu_description():
                     flags = set(value.split())
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_flags():
+    """The CPU's feature flags (e.g. 'avx2', 'amx_bf16'); empty where /proc/cpuinfo is missing."""
+    return _cpuinfo()[1]
+
+
+def cpu_description():
+    """``'<model name> (<features>)'`` of this machine, from /proc/cpuinfo (Linux) or the platform."""
+    model, flags = _cpuinfo()
     have = [name for name in FEATURES if name in flags]
     return f"{model} ({', '.join(have) if have else 'no AVX2'})"
