@@ -281,12 +281,17 @@ def ours_row(data, budget_min, work, folder=None):
 
 def print_table(rows, cpu, budget):
     print(f"\nCDeep3M val split, {budget:g}-minute budget on {cpu}")
-    print(f"{'run':40s}{'AP-75 size':>11s}{'AP-75 conf':>11s}{'AP-50':>7s}{'TP':>5s}{'FP':>5s}"
+    print(f"{'run':40s}{'AP-75 size':>11s}{'AP-75 conf':>11s}{'AP-50':>7s}{'TP':>6s}{'FP':>7s}"
           f"{'total s':>9s}{'train s':>9s}{'peak GiB':>9s}")
+
+    def cell(value, form):  # '-' where a finished run was given (its times are in its own log)
+        return f"{'-':>9s}" if value is None else format(value, form)
+
     for name, by_size, by_conf, t in rows:
+        peak = t["peak"] / 2**30 if t.get("peak") else None
         print(f"{name:40s}{by_size['AP75']:>11.3f}{by_conf['AP75']:>11.3f}{by_size['AP50']:>7.3f}"
-              f"{by_size['tp75']:>5d}{by_size['fp75']:>5d}{t.get('total', float('nan')):>9.0f}"
-              f"{t.get('train', float('nan')):>9.0f}{t.get('peak', 0) / 2**30:>9.2f}")
+              f"{by_size['tp75']:>6d}{by_size['fp75']:>7d}{cell(t.get('total'), '>9.0f')}"
+              f"{cell(t.get('train'), '>9.0f')}{cell(peak, '>9.2f')}")
     ours = rows[-1]
 
     def ratio(a, b):

@@ -49,7 +49,8 @@ def run_case(case, bf16, repeats, threads):
                 model.eval()(x)
         if i:  # the first iteration creates the oneDNN primitives
             times.append(time.perf_counter() - start)
-    return dict(median_s=statistics.median(times), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(median_s=statistics.median(times), peak_rss_mb=peak_mb)
 
 
 def child(case, bf16, repeats, threads):
@@ -73,11 +74,13 @@ def main():
 
     print(f"CPU: {cpu_description()}, {args.threads} threads")
     print(f"SYSTEM.CPU_BF16 auto here: {describe('cpu', autocast_dtype('cpu'), 'auto')}")
-    print(f"{'case':12s} {'input':20s} {'float32 s':>10s} {'bfloat16 s':>11s} {'f32/bf16':>9s} {'peak MB f32/bf16':>17s}")
+    print(f"{'case':12s} {'input':20s} {'float32 s':>10s} {'bfloat16 s':>11s} {'f32/bf16':>9s} "
+          f"{'peak MB f32/bf16':>17s}")
     for case, shape in CASES.items():
         f32, b16 = child(case, False, args.repeats, args.threads), child(case, True, args.repeats, args.threads)
         print(f"{case:12s} {str(shape):20s} {f32['median_s']:10.3f} {b16['median_s']:11.3f} "
-              f"{f32['median_s'] / b16['median_s']:9.2f} {f32['peak_rss_mb']:8.0f}/{b16['peak_rss_mb']:.0f}", flush=True)
+              f"{f32['median_s'] / b16['median_s']:9.2f} {f32['peak_rss_mb']:8.0f}/{b16['peak_rss_mb']:.0f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 RECORD = "run.json"
 # keys a resumed run may change: they do not change what the checkpoints hold
 RESUMABLE = {
-    "SYSTEM": ("NUM_GPUS", "NUM_CPUS", "ROOT_DIR", "DEVICE", "INFER_AFTER_TRAIN", "NUM_THREADS", "SCHEDULER"),
+    "SYSTEM": ("NUM_GPUS", "NUM_CPUS", "ROOT_DIR", "DEVICE", "CPU_BF16", "INFER_AFTER_TRAIN", "NUM_THREADS",
+               "SCHEDULER"),
     "SOLVER": ("ITERATION_TOTAL", "ITERATION_SAVE", "ITERATION_VAL", "ITERATION_RESTART", "TIME_BUDGET"),
     # the training volumes are compared by content (``training_inputs``), not by path: a moved project resumes
     "DATASET": ("OUTPUT_PATH", "INPUT_PATH", "INFERENCE_PATH", "VAL_IMAGE_NAME", "VAL_LABEL_NAME", "IMAGE_NAME",

@@ -46,10 +46,10 @@ class Predictor:
     ``batch_size``: windows per forward (the last batch of a chunk is padded to it, so every
     forward has one shape and the maps do not depend on the chunking). ``amp``: float16 autocast (CUDA only).
     ``cpu_bf16``: bfloat16 autocast on the CPU: 'auto' (where the CPU has AMX-BF16 or AVX512-BF16),
-    'on' or 'off' (see :mod:`connectomics.utils.precision`). ``channels_last``: None = on CUDA with AMP (input in channels-last-3d;
-    the model itself is not modified). ``chunk_size``: default output chunk (z, y,
-    x) or None (whole volume). ``eval_mode``: run the model in eval mode (the
-    previous mode is restored after each chunk; False uses batch statistics and,
+    'on' or 'off' (see :mod:`connectomics.utils.precision`; the default here: off).
+    ``channels_last``: None = on CUDA with AMP (input in channels-last-3d; the model itself is not modified).
+    ``chunk_size``: default output chunk (z, y, x) or None (whole volume). ``eval_mode``: run the model
+    in eval mode (the previous mode is restored after each chunk; False uses batch statistics and,
     as torch does in train mode, updates the running statistics). On CUDA it turns on
     cuDNN autotuning (``torch.backends.cudnn.benchmark``, process-wide): every forward
     has the window's shape.
