@@ -222,4 +222,6 @@ def paint_myelin(image, label, rng, count):
         region = image[view]
         lamellae = np.float32(0.03) * np.cos(np.float32(2 * np.pi * radius / 1.8) * dnorm[ring])
         region[ring] = np.float32(rng.uniform(0.08, 0.2)) + lamellae
-        region[inside] = np.float32(rng.uniform(0.62, 0.78)) + (region[inside] - region[inside].mean()) * 0.3
+        axoplasm = np.float32(rng.uniform(0.62, 0.78))  # drawn even for an empty inside: the same random stream
+        if inside.any():
+            region[inside] = axoplasm + (region[inside] - region[inside].mean()) * 0.3
