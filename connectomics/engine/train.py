@@ -150,7 +150,7 @@ def _resume(cfg, checkpoint, model, optimizer, scheduler, scaler):
     if cfg.MODEL.PRE_MODEL:
         state = read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True)
         load_model_weights(model, state, cfg.MODEL.ARCHITECTURE, cfg.MODEL.PRE_MODEL)
-        made_with = state.get("made_with") if isinstance(state, dict) else None
+        made_with = state.get("made_with")
         logger.info("starting from the weights %s%s", cfg.MODEL.PRE_MODEL, f" ({made_with})" if made_with else "")
         return cfg.MODEL.PRE_MODEL_ITER, new_run_id(), None
     return 0, new_run_id(), None

@@ -1,11 +1,13 @@
 """What CPU a run had: its model name and the vector / matrix features that change torch's speed."""
+import functools
 import platform
 
 FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
+@functools.lru_cache(maxsize=1)
 def _cpuinfo():
-    """(model name, set of feature flags) from /proc/cpuinfo (Linux), else the platform's name."""
+    """(model name, frozenset of feature flags) from /proc/cpuinfo (Linux), else the platform's name; read once."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -18,7 +20,7 @@ def _cpuinfo():
                     flags = set(value.split())
     except OSError:
         pass
-    return model, flags
+    return model, frozenset(flags)
 
 
 def cpu_flags():
