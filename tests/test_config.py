@@ -78,6 +78,8 @@ def test_unknown_key_names_closest(tmp_path):
     (["MODEL.ARCHITECTURE", "unet3d"], r"MODEL.ARCHITECTURE = 'unet3d'.*rsunet, unet_residual_3d"),
     (["MODEL.NORM_MODE", "batch"], r"MODEL.NORM_MODE = 'batch'.*bn"),
     (["MODEL.ACT_MODE", "gelu"], r"MODEL.ACT_MODE = 'gelu'.*elu"),
+    (["MODEL.CONV_Z", "2"], r"MODEL.CONV_Z = 2: must be 3 .* or 1"),
+    (["MODEL.CONV_Z", "1", "MODEL.ARCHITECTURE", "rsunet"], r"MODEL.CONV_Z = 1: only .*unet_residual_3d"),
     (["MONITOR.ITERATION_NUM", "[0, 50]"], r"MONITOR.ITERATION_NUM = \[0, 50\].*positive"),
     (["SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "nrm"], r"CLIP_TYPE = 'nrm': must be value or norm"),
     (["SOLVER.WARMUP_METHOD", "lin"], r"SOLVER.WARMUP_METHOD = 'lin': must be linear or constant"),

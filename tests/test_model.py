@@ -110,6 +110,29 @@ def test_build_model_errors():
         RSUNet(1, 3, SMALL, [1, 1])
 
 
+def test_conv_z_1_is_a_2d_network_on_each_slice():
+    """MODEL.CONV_Z 1: every slice's output depends on that slice alone (eval mode: BN statistics fixed)."""
+    cfg = bc_cfg("unet_residual_3d", SMALL)
+    cfg.MODEL.CONV_Z, cfg.MODEL.NORM_MODE = 1, "bn"
+    model = build_model(cfg).eval()
+    assert all(m.kernel_size[0] == 1 for m in model.modules() if isinstance(m, torch.nn.Conv3d))
+    x = torch.rand(1, 1, 4, 32, 32)
+    with torch.no_grad():
+        whole = model(x)
+        alone = torch.cat([model(x[:, :, z:z + 1]) for z in range(4)], 2)
+        changed = model(torch.cat([x[:, :, :2], torch.rand(1, 1, 2, 32, 32)], 2))
+    torch.testing.assert_close(whole, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(changed[:, :, :2], whole[:, :, :2], rtol=1e-5, atol=1e-5)
+    assert n_params(model) < n_params(build_model(bc_cfg("unet_residual_3d", SMALL)))
+    # the 3D default mixes slices
+    model3 = build_model(bc_cfg("unet_residual_3d", SMALL)).eval()
+    with torch.no_grad():
+        assert not torch.allclose(model3(x)[:, :, 0], model3(x[:, :, :1])[:, :, 0], atol=1e-4)
+    cfg.MODEL.CONV_Z = 2
+    with pytest.raises(ValueError, match="MODEL.CONV_Z"):
+        build_model(cfg)
+
+
 def test_pad_modes_change_only_the_border():
     x = torch.rand(1, 1, 3, 32, 32)
     outs = {}

@@ -39,6 +39,7 @@ _C.MODEL.ACT_MODE = "elu"  # hidden activation: elu | relu | leaky_relu
 _C.MODEL.OUTPUT_ACT = "sigmoid"  # activation applied to the logits at inference: sigmoid | none
 _C.MODEL.PARTIAL_CONV = False  # rsunet: partial-convolution input block (border-renormalised)
 _C.MODEL.EMBEDDING = 1  # unet_residual_3d: use the (1,5,5) embedding convs
+_C.MODEL.CONV_Z = 3  # unet_residual_3d: z extent of the residual blocks' convs (1: a 2D U-Net on each slice)
 _C.MODEL.HEAD_DEPTH = 1  # kept for config compatibility (only read when EMBEDDING=0)
 _C.MODEL.INPUT_SIZE = [8, 256, 256]  # training window (z, y, x); y and x divisible by 16
 _C.MODEL.OUTPUT_SIZE = []  # label window; [] or equal to INPUT_SIZE (same-size networks)

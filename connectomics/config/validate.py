@@ -68,6 +68,10 @@ def _validate_model(m):
         _fail("MODEL.OUT_PLANES", m.OUT_PLANES, f"MODEL.TARGET_OPT {list(m.TARGET_OPT)} gives {channels} channels")
     if len(m.FILTERS) < 2:
         _fail("MODEL.FILTERS", m.FILTERS, "needs at least two levels")
+    if m.CONV_Z not in (1, 3):
+        _fail("MODEL.CONV_Z", m.CONV_Z, "must be 3 (3D convs) or 1 (a 2D network on each slice)")
+    if m.CONV_Z != 3 and m.ARCHITECTURE != "unet_residual_3d":
+        _fail("MODEL.CONV_Z", m.CONV_Z, f"only MODEL.ARCHITECTURE unet_residual_3d has it, not {m.ARCHITECTURE!r}")
     _validate_model_names(m)
 
 

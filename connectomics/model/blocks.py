@@ -171,15 +171,17 @@ class ResidualConvMod(nn.Module):
 
     ``skip`` is the identity, or a 1x1x1 conv when ``projection`` (the centre block of
     unet_residual_3d). Used by both RSUNet (ConvMod) and unet_residual_3d (conv + residual block).
+    ``conv_z``: z extent of the two inner convs (3; 1 makes the block act on each slice alone).
     """
 
     def __init__(self, in_channels, out_channels, norm="none", act="elu", pad_mode="zeros",
-                 projection=False):
+                 projection=False, conv_z=3):
         super().__init__()
         common = dict(norm=norm, pad_mode=pad_mode)
         self.entry = ConvNormAct(in_channels, out_channels, (1, 3, 3), act=act, **common)
-        self.conv1 = ConvNormAct(out_channels, out_channels, 3, act=act, **common)
-        self.conv2 = ConvNormAct(out_channels, out_channels, 3, act=None, **common)
+        kernel = (conv_z, 3, 3)
+        self.conv1 = ConvNormAct(out_channels, out_channels, kernel, act=act, **common)
+        self.conv2 = ConvNormAct(out_channels, out_channels, kernel, act=None, **common)
         self.projector = Conv3d(out_channels, out_channels, 1) if projection else None
         self.act = make_act(act)
 

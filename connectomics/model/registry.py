@@ -32,7 +32,8 @@ def _unet_residual_args(m):
     if m.PARTIAL_CONV:
         raise ValueError("config key MODEL.PARTIAL_CONV = True is only supported by "
                          "MODEL.ARCHITECTURE rsunet (unet_residual_3d pads by replication)")
-    return dict(_common_args(m), pad_mode=m.PAD_MODE, embedding=bool(m.EMBEDDING))
+    return dict(_common_args(m), pad_mode=m.PAD_MODE, embedding=bool(m.EMBEDDING),
+                conv_z=m.CONV_Z)
 
 
 _CONFIG_ARGS = {"rsunet": _rsunet_args, "unet_residual_3d": _unet_residual_args}

@@ -45,6 +45,8 @@ class UNetResidual3D(nn.Module):
         norm: none | bn | gn | in.  act: elu | relu | leaky_relu.
         pad_mode: rep (replication) | zeros | reflect | circular.
         embedding: (1,5,5) input and output convs; False: (1,3,3).
+        conv_z: z extent of the residual blocks' inner convs: 3 (3D), or 1: every conv acts on one
+            slice, so the network is a 2D U-Net applied to each slice (about 2.5x fewer operations).
 
     Input ``(B, in_channels, Z, Y, X)`` float (image in [0, 1]); output ``(B, out_channels, Z, Y, X)``
     float logits from one shared decoder.
@@ -53,24 +55,27 @@ class UNetResidual3D(nn.Module):
     architecture = "unet_residual_3d"
 
     def __init__(self, in_channels=1, out_channels=2, filters=(28, 36, 48, 64, 80), norm="none",
-                 act="elu", pad_mode="rep", embedding=True):
+                 act="elu", pad_mode="rep", embedding=True, conv_z=3):
         super().__init__()
         f = check_filters(filters, "unet_residual_3d")
         depth = len(f) - 2
         self.in_channels, self.out_channels = in_channels, out_channels
         self.factor = 2 ** (depth + 1)
+        if conv_z not in (1, 3):
+            raise ValueError(f"config key MODEL.CONV_Z = {conv_z!r} must be 3 (3D convs) or 1 (per slice)")
         common = dict(norm=norm, act=act, pad_mode=pad_mode)
+        res = dict(common, conv_z=conv_z)
         k = (1, 5, 5) if embedding else (1, 3, 3)
         self.embed = nn.Sequential(ConvNormAct(in_channels, f[0], k, **common),
-                                   ResidualConvMod(f[0], f[0], **common))
+                                   ResidualConvMod(f[0], f[0], **res))
         self.skip0 = ConvNormAct(f[0], f[0], (1, 3, 3), **common)
         self.down = nn.ModuleList(ConvNormAct(f[i], f[i], (1, 3, 3), stride=(1, 2, 2), **common)
                                   for i in range(depth + 1))
-        self.encoders = nn.ModuleList(ResidualConvMod(f[i], f[i + 1], **common) for i in range(depth))
-        self.center = ResidualConvMod(f[depth], f[depth + 1], projection=True, **common)
+        self.encoders = nn.ModuleList(ResidualConvMod(f[i], f[i + 1], **res) for i in range(depth))
+        self.center = ResidualConvMod(f[depth], f[depth + 1], projection=True, **res)
         self.up = nn.ModuleList(UpConv(f[i + 1], f[i], **common) for i in range(depth + 1))
-        self.decoders = nn.ModuleList(ResidualConvMod(f[i + 1], f[i + 1], **common) for i in range(depth))
-        self.head = nn.Sequential(ResidualConvMod(f[0], f[0], **common),
+        self.decoders = nn.ModuleList(ResidualConvMod(f[i + 1], f[i + 1], **res) for i in range(depth))
+        self.head = nn.Sequential(ResidualConvMod(f[0], f[0], **res),
                                   ConvNormAct(f[0], out_channels, k, norm="none", act=None,
                                               pad_mode=pad_mode))
         init_weights(self, "orthogonal")
