@@ -78,7 +78,7 @@ def make_files(args, folder):
     import h5py
     import numpy as np
 
-    from connectomics.evaluation.fixtures import make_label_pair
+    from connectomics.fixtures.label_pairs import make_label_pair
 
     z, y, x = args.shape
     scale = (y * x / 2048**2) ** 0.5 if args.quick else 1.0

@@ -36,8 +36,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.data.io import h5_chunks  # noqa: E402
 from connectomics.inference import Predictor, infer_volume_to_file  # noqa: E402
+from connectomics.storage import h5_chunks  # noqa: E402
 
 SIZES = {  # geometry, throughput volume; RSS: chunk and volume (grown 4x in z)
     "default": dict(window=(8, 128, 128), stride=(4, 64, 64), pad=(2, 32, 32), chunk=(16, 256, 256),

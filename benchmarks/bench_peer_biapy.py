@@ -81,7 +81,7 @@ def write_tiffs(data, folder):
     """CDeep3M h5 volumes -> BiaPy's TIFF folders (train/x, train/y, test/x, test/y)."""
     import tifffile
 
-    from connectomics.data.io import read_volume
+    from connectomics.storage import read_volume
 
     for split, name in (("train", "train"), ("test", "val")):
         for kind, file, dtype in (("x", "image", np.uint8), ("y", "label", np.uint16)):
@@ -258,7 +258,7 @@ def _hms(match):
 
 def ours_row(data, budget_min, work, folder=None):
     """Our one command with the same budget (or the finished run in ``folder``)."""
-    from connectomics.data.io import parse_spec  # noqa: F401 (the package must import)
+    from connectomics.storage import parse_spec  # noqa: F401 (the package must import)
 
     gt = os.path.join(data, "label_val.h5:main")
     times = {}

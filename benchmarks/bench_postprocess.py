@@ -1,7 +1,7 @@
 """Benchmark of the decoders: time, Mvoxel/s and peak RSS per voxel, against the predecessor's way.
 
 Input: a (2, Z, Y, X) uint8 map pair made from random touching ellipsoids
-(blurred foreground, contour band, noise; ``connectomics.postprocess.testing``),
+(blurred foreground, contour band, noise; ``connectomics.fixtures.scenes``),
 saved once to a .npy file. Every decode runs in its own child process that
 loads the maps, resets its peak-RSS mark (or notes the RSS), decodes, and
 reports time and peak RSS above the loaded inputs.
@@ -40,10 +40,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from connectomics.fixtures.scenes import (  # noqa: E402
+    _remove_small_objects,
+    label_agreement,
+    maps_from_labels,
+    random_ellipsoids,
+    skimage_bc_watershed,
+)
 from connectomics.postprocess import DECODERS, decode  # noqa: E402
 from connectomics.postprocess.confidence import instance_confidence  # noqa: E402
-from connectomics.postprocess.testing import (_remove_small_objects, label_agreement, maps_from_labels,  # noqa: E402
-                                              random_ellipsoids, skimage_bc_watershed)
 
 SIZES = {"default": ((128, 1024, 1024), 1000), "quick": ((32, 256, 256), 16)}
 BASELINES = {"bc_watershed": "skimage", "seed_agglomerate": "waterz"}

@@ -67,8 +67,8 @@ def paint_block(index, path, grid, objects, seed):
     """Write the maps of one block: foreground inside objects, contour along every change of label."""
     import zarr
 
-    from connectomics.blockwise.blocks import slices
-    from connectomics.postprocess.testing import instance_borders
+    from connectomics.fixtures.scenes import instance_borders
+    from connectomics.geometry import slices
 
     box = grid.box(index)
     ext = grid.box(index, (1, 2, 2))
@@ -88,9 +88,10 @@ def make_maps(shape, block, workdir, workers, seed=0):
     """The cached zarr map pair of ``shape``, painted on a local cluster."""
     import zarr
 
-    from connectomics.blockwise import BlockGrid, connect, run_blocks
-    from connectomics.blockwise.store import Markers, create_array, publish
-    from connectomics.data.io import temporary_name
+    from connectomics.blockwise import connect, run_blocks
+    from connectomics.blockwise.store import Markers
+    from connectomics.geometry import BlockGrid
+    from connectomics.storage import create_array, publish, temporary_name
 
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, f"maps_{'x'.join(map(str, shape))}_{seed}.zarr")
@@ -123,7 +124,7 @@ def peak_rss():
 def child_blockwise(maps, out, workers, block, halo):
     """In a child process: blockwise post-processing on a fresh local cluster; one JSON line."""
     from connectomics.blockwise import connect, postprocess_blockwise
-    from connectomics.data.io import remove_path
+    from connectomics.storage import remove_path
 
     remove_path(out)  # a complete output from an earlier run would be reused, not measured
     with connect("local", workers=workers) as client:
@@ -137,8 +138,8 @@ def child_blockwise(maps, out, workers, block, halo):
 
 def child_single(maps, out):
     """In a child process: read the maps, decode them whole, write HDF5; one JSON line."""
-    from connectomics.data.io import read_volume, write_volume
     from connectomics.postprocess import decode
+    from connectomics.storage import read_volume, write_volume
 
     started = time.perf_counter()
     labels = decode(read_volume(maps), "bc_watershed", **PARAMS)
@@ -158,7 +159,7 @@ def agreement(a_spec, b_spec, slab=16):
     """Fraction of foreground voxels whose ids agree after matching, streamed in z-slabs."""
     import fastremap
 
-    from connectomics.data.io import open_volume
+    from connectomics.storage import open_volume
 
     totals, union = {}, 0
     with open_volume(a_spec) as a, open_volume(b_spec) as b:

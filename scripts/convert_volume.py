@@ -30,8 +30,8 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     setup_logging()
-    from connectomics.data.convert import convert_volume
     from connectomics.engine.cli import report_errors
+    from connectomics.storage.convert import convert_volume
 
     with report_errors(logger, extra=(ValueError,)) as status:
         convert_volume(args.input, args.output, args.chunks, args.overwrite)

@@ -29,7 +29,7 @@ def main(argv=None):
     parser.add_argument("--made-with", default="", help="how the weights were made (command, iterations, time)")
     args = parser.parse_args(argv)
     setup_logging()
-    from connectomics.engine.checkpoint import export_weights
+    from connectomics.checkpoint import export_weights
     from connectomics.engine.cli import report_errors
 
     with report_errors(logger) as status:

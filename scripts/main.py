@@ -24,6 +24,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.config import check_input_files, load_cfg  # noqa: E402
+from connectomics.engine.cli import add_scheduler_argument, scheduler_opts  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("main")
@@ -43,10 +44,7 @@ def get_parser():
     parser.add_argument("--checkpoint", metavar="PATH", default=None,
                         help="training: resume from this checkpoint (default: the newest checkpoint in "
                              "DATASET.OUTPUT_PATH); inference: the weights to use (default: the newest)")
-    parser.add_argument("--scheduler", metavar="ADDRESS", default=None, nargs="?", const="local",
-                        help="inference: run blockwise on Dask (zarr maps, global instance ids): 'local' (a local "
-                             "cluster, one worker per core; the default of a bare --scheduler), 'inprocess', or a "
-                             "scheduler address tcp://host:port; overrides SYSTEM.SCHEDULER")
+    add_scheduler_argument(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results made with other settings: inference outputs outside the training "
                              "run's folder (inside it they follow the newest model anyway); training: move a run "
@@ -68,7 +66,7 @@ def main(argv=None):
 
 def run_main(args):
     """Config -> run folder check -> logging -> synthetic data -> preflight -> training / inference."""
-    opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
+    opts = list(args.opts) + scheduler_opts(args)
     cfg = load_cfg(args.config_file, opts, freeze=False)
     mode = "test" if args.inference else "train"
     out = cfg.INFERENCE.OUTPUT_PATH if args.inference else cfg.DATASET.OUTPUT_PATH

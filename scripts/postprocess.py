@@ -53,10 +53,13 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    from connectomics.blockwise.build import connect_from_cfg, postprocess_from_cfg, use_blockwise
+    from connectomics.blockwise.build import (
+        connect_from_cfg,
+        postprocess_from_cfg,
+        use_blockwise,
+    )
     from connectomics.engine.cli import report_errors
     from connectomics.postprocess import build_decoder, postprocess_file
-
     from connectomics.postprocess.io import check_maps_name
 
     opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])

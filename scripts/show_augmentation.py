@@ -16,10 +16,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.config import load_cfg, split_names  # noqa: E402
+from connectomics.config import load_cfg  # noqa: E402
 from connectomics.data.augmentation import Compose, build_train_augmentor  # noqa: E402
-from connectomics.data.augmentation.preview import render_samples, synthetic_pair, training_pair  # noqa: E402
-from connectomics.data.io import parse_spec  # noqa: E402
+from connectomics.data.augmentation.preview import (  # noqa: E402
+    render_samples,
+    synthetic_pair,
+    training_pair,
+)
+from connectomics.storage import (
+    parse_spec,  # noqa: E402
+    split_names,  # noqa: E402
+)
 
 
 def parse_args(argv=None):

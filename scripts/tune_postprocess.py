@@ -2,11 +2,13 @@
 """Search the decoder's thresholds for the best AP-75 against ground truth.
 
     python scripts/tune_postprocess.py --config-file X.yaml -i probs.h5 -gt gt.h5 [--max-evals 40] \\
-        [--output-dir DIR] [--opts POSTPROCESS.DECODER bc_watershed]
+        [--output-dir DIR] [--scheduler [ADDRESS]] [--opts POSTPROCESS.DECODER bc_watershed]
 
 The decoder and the starting (default) thresholds come from POSTPROCESS.*, the grids from
-POSTPROCESS.TUNE.*. Writes DIR/tune_heatmap.png (AP-75 over seed x contour thresholds) and
-DIR/tune_best.yaml (a POSTPROCESS snippet to merge into a config); prints best vs default.
+POSTPROCESS.TUNE.* (empty: the decoder's own grids). With --scheduler every trial is decoded
+blockwise on Dask and scored from its store (maps larger than memory). Writes
+DIR/tune_heatmap.png (AP-75 over seed x contour thresholds) and DIR/tune_best.yaml (a
+POSTPROCESS snippet to merge into a config); prints best vs default.
 """
 import argparse
 import logging
@@ -19,6 +21,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.config import load_cfg  # noqa: E402
+from connectomics.engine.cli import add_scheduler_argument, scheduler_opts  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("tune_postprocess")
@@ -33,6 +36,7 @@ def get_parser():
                         help="decodes at most (default POSTPROCESS.TUNE.MAX_EVALS)")
     parser.add_argument("--output-dir", default=None,
                         help="folder of the heat map and YAML snippet (default: the input's folder)")
+    add_scheduler_argument(parser, "each trial")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides (must come last)")
     return parser
@@ -41,15 +45,14 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    from connectomics.data.io import parse_spec
-    from connectomics.postprocess.tuning import run_tuning
-
     from connectomics.engine.cli import report_errors
+    from connectomics.engine.tune import run_tuning
+    from connectomics.storage import parse_spec
 
     with report_errors(logger, extra=(ValueError,)) as status:
-        cfg = load_cfg(args.config_file, args.opts)
+        cfg = load_cfg(args.config_file, list(args.opts) + scheduler_opts(args))
         folder = args.output_dir or os.path.dirname(os.path.abspath(parse_spec(args.input)[0]))
-        result = run_tuning(cfg, args.input, args.gt, folder, args.max_evals)
+        result = run_tuning(cfg, args.input, args.gt, folder, args.max_evals, scheduler=args.scheduler)
         print(result, flush=True)
     return status.code
 

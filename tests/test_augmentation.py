@@ -4,8 +4,20 @@ import pytest
 
 from connectomics.config import get_cfg_defaults
 from connectomics.data.augmentation import (
-    Compose, CutBlur, CutNoise, Elastic, Flip, Grayscale, Misalignment, MissingParts, MissingSection,
-    MotionBlur, Rescale, Rotate, build_train_augmentor, warp,
+    Compose,
+    CutBlur,
+    CutNoise,
+    Elastic,
+    Flip,
+    Grayscale,
+    Misalignment,
+    MissingParts,
+    MissingSection,
+    MotionBlur,
+    Rescale,
+    Rotate,
+    build_train_augmentor,
+    warp,
 )
 
 INPUT = (6, 48, 64)  # non-square slices on purpose

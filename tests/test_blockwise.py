@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import zarr
 
-from connectomics.blockwise import BlockGrid, postprocess_blockwise
+from connectomics.blockwise import postprocess_blockwise
 from connectomics.blockwise.components import backward_offsets, resolve_ids
 from connectomics.blockwise.postprocess import check_blockwise, components_blockwise
-from connectomics.data.io import read_volume
+from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
+from connectomics.geometry import BlockGrid
 from connectomics.postprocess import decode
-from connectomics.postprocess.testing import maps_from_labels, random_ellipsoids
+from connectomics.storage import read_volume
 
 SHAPE = (40, 160, 160)
 PARAMS = dict(seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85, min_size=128,
@@ -47,20 +48,6 @@ def matched_agreement(labels, reference):
     agree = np.zeros(labels.shape, bool)
     agree[fg] = (mapped == keys[1]) & (keys[0] > 0)
     return agree, fg
-
-
-def test_block_grid_geometry():
-    grid = BlockGrid((10, 20, 30), (4, 8, 30))
-    assert grid.grid_shape == (3, 3, 1) and len(grid) == 9
-    assert grid.box((2, 1, 0)) == ((8, 10), (8, 16), (0, 30))
-    assert grid.box((0, 0, 0), halo=(2, 3, 4)) == ((0, 6), (0, 11), (0, 30))
-    covered = np.zeros((10, 20, 30), int)
-    for index in grid.indices():
-        covered[tuple(slice(a, b) for a, b in grid.box(index))] += 1
-    assert (covered == 1).all()
-    owners = grid.owners(((3, 9), (7, 9), (0, 30)))
-    assert [index for index, _ in owners] == [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0), (2, 0, 0), (2, 1, 0)]
-    assert sum(np.prod([b - a for a, b in sub]) for _, sub in owners) == 6 * 2 * 30
 
 
 def test_backward_offsets_cover_each_neighbour_pair_once():

@@ -9,11 +9,17 @@ import pytest
 import zarr
 
 import connectomics.blockwise.store as store
-from connectomics.blockwise import (BlocksFailedError, ResumeError, SchedulerError, connect, postprocess_blockwise)
-from connectomics.blockwise.cluster import check_scheduler
-from connectomics.data.io import VolumeError, read_volume
+from connectomics.blockwise import (
+    BlocksFailedError,
+    ResumeError,
+    SchedulerError,
+    connect,
+    postprocess_blockwise,
+)
+from connectomics.config.validate import check_scheduler
+from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
 from connectomics.postprocess import decode
-from connectomics.postprocess.testing import maps_from_labels, random_ellipsoids
+from connectomics.storage import VolumeError, read_volume
 
 SHAPE = (24, 96, 96)
 BLOCK = (8, 32, 32)

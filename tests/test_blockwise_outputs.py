@@ -7,10 +7,9 @@ import pytest
 import zarr
 
 from connectomics.blockwise import ResumeError, postprocess_blockwise
-from connectomics.blockwise.store import SETTINGS
-from connectomics.data.io import read_volume
+from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
 from connectomics.postprocess import decode
-from connectomics.postprocess.testing import maps_from_labels, random_ellipsoids
+from connectomics.storage import SETTINGS, read_volume
 
 SHAPE = (16, 64, 64)
 PARAMS = dict(seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85, min_size=32,

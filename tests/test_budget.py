@@ -7,9 +7,9 @@ import time
 
 import pytest
 import torch
+from test_engine import MAIN, REPO, run_main, tiny_config
 
 from connectomics.engine.budget import CALIBRATION, BudgetHook, plan_total
-from test_engine import MAIN, REPO, run_main, tiny_config
 
 
 def test_plan_fits_steps_and_validations_into_the_time_left():

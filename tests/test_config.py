@@ -3,7 +3,13 @@ import os
 
 import pytest
 
-from connectomics.config import ConfigError, check_input_files, get_cfg_defaults, load_cfg, save_cfg
+from connectomics.config import (
+    ConfigError,
+    check_input_files,
+    get_cfg_defaults,
+    load_cfg,
+    save_cfg,
+)
 from connectomics.config.loader import merge_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -207,3 +213,22 @@ def test_the_finetune_template_loads_with_its_variables_and_knows_the_device(mon
     assert cfg.MODEL.FILTERS == [28, 36, 48, 64, 80] and cfg.MODEL.INPUT_SIZE == [9, 256, 256]
     assert cfg.MODEL.PRE_MODEL == ""  # the CPU weights do not fit the GPU model
     assert load_cfg(template, ["MODEL.INPUT_SIZE", "[9, 128, 128]"]).MODEL.INPUT_SIZE == [9, 128, 128]  # --opts win
+
+
+def test_compatibility_keys_warn_once_when_set(caplog):
+    """Keys nothing reads are accepted (old YAML files load) but say so, once per process."""
+    import re
+
+    from connectomics.config import defaults, loader
+
+    source = open(os.path.join(REPO, "connectomics", "config", "defaults.py")).read()
+    commented = re.findall(r"^_C\.([A-Z_.0-9]+) = .*kept for config compatibility", source, re.M)
+    assert sorted(commented) == sorted(defaults.COMPAT_KEYS)
+    loader._WARNED.discard("MODEL.FINETUNE")
+    with caplog.at_level("WARNING"):
+        load_cfg(None)
+        assert "FINETUNE" not in caplog.text
+        load_cfg(None, ["MODEL.FINETUNE", "x.pth"])
+        load_cfg(None, ["MODEL.FINETUNE", "y.pth"])
+    assert caplog.text.count("MODEL.FINETUNE = 'x.pth' is accepted for compatibility") == 1
+    assert "y.pth" not in caplog.text

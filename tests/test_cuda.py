@@ -5,7 +5,6 @@ Skipped without a CUDA device (CI has none); run on a GPU machine with ``pytest 
 import numpy as np
 import pytest
 import torch
-
 from test_engine import losses, run_main, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import torch
-
 from test_engine import MAIN, REPO, run_main, tiny_config
 
 

@@ -149,9 +149,28 @@ def test_eval_iter_scores_two_checkpoints_and_skips_done(trained):
     assert maps.stat().st_mtime_ns != made
 
 
+def test_eval_iter_on_the_dask_runner_scores_as_the_single_process(trained, tmp_path):
+    """eval_iter --scheduler inprocess: the same checkpoints, blockwise (zarr maps), the same scores."""
+    tmp, config, _ = trained
+    common = ["--config-file", config, "--checkpoints", str(tmp / "outputs" / "Synthetic-BC"),
+              "--gt", str(tmp / "datasets/synthetic/test.h5:label")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    runs = {}
+    for name, extra in (("single", []), ("dask", ["--scheduler", "inprocess", "--opts", "INFERENCE.CHUNK_SIZE",
+                                                  "[4, 32, 32]", "BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]",
+                                                  "BLOCKWISE.HALO", "[16, 64, 64]"])):
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "eval_iter.py"), *common,
+                               "--output", str(out), *extra], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = (out / "sum_results_map75.csv").read_text()
+    assert runs["dask"] == runs["single"] and len(runs["single"].splitlines()) == 3
+    assert (tmp_path / "dask" / "iter_000006" / "probs.zarr").is_dir()
+
+
 def test_blockwise_inference_through_main_equals_the_single_process_run(trained, tmp_path):
     """--scheduler inprocess: zarr maps in 4 x 2 x 2 blocks, post-processing in 2 x 2 x 2 blocks."""
-    from connectomics.data.io import read_volume
+    from connectomics.storage import read_volume
 
     tmp, config, _ = trained
     out = tmp_path / "blockwise"
@@ -172,7 +191,7 @@ def test_blockwise_inference_through_main_equals_the_single_process_run(trained,
 def test_blockwise_inference_on_two_workers_builds_the_model_once_per_worker(trained, tmp_path):
     from connectomics.blockwise import connect, infer_blockwise
     from connectomics.config import load_cfg
-    from connectomics.data.io import read_volume
+    from connectomics.storage import read_volume
 
     tmp, config, _ = trained
     cfg = load_cfg(config, ["INFERENCE.CHUNK_SIZE", "[4, 32, 32]", "SYSTEM.ROOT_DIR", str(tmp)])
@@ -192,7 +211,7 @@ def test_blockwise_inference_on_two_workers_builds_the_model_once_per_worker(tra
 def test_blockwise_inference_resumes_and_refuses_other_settings(trained, tmp_path):
     from connectomics.blockwise import infer_blockwise
     from connectomics.config import load_cfg
-    from connectomics.data.io import ResumeError, read_volume
+    from connectomics.storage import ResumeError, read_volume
 
     tmp, config, _ = trained
     cfg = load_cfg(config, ["INFERENCE.CHUNK_SIZE", "[4, 32, 32]", "SYSTEM.ROOT_DIR", str(tmp)])
@@ -232,7 +251,7 @@ def test_config_error_exits_cleanly(tmp_path):
 
 def test_synthetic_data_error_exits_cleanly(tmp_path):
     """A label the user made, whose image is missing: synthetic data would overwrite it, so main refuses, cleanly."""
-    from connectomics.data.io import write_volume
+    from connectomics.storage import write_volume
 
     label = str(tmp_path / "label.h5")
     write_volume(label, np.zeros((16, 64, 64), np.uint32))
@@ -244,23 +263,23 @@ def test_synthetic_data_error_exits_cleanly(tmp_path):
 
 def test_training_validation_ranks_by_the_configured_score(trained, monkeypatch):
     """The validator hands the evaluator the instance confidence table with EVAL.SCORE foreground."""
-    import connectomics.evaluation
+    import connectomics.evaluation.api
     from connectomics.config import load_cfg
     from connectomics.data.dataset import prepare_image
-    from connectomics.data.io import read_volume
-    from connectomics.engine.infer import load_inference_model
+    from connectomics.engine.runner import load_inference_model
     from connectomics.engine.train import make_validator
     from connectomics.inference import build_predictor, predict_volume
     from connectomics.postprocess import build_decoder
     from connectomics.postprocess.confidence import instance_confidence
+    from connectomics.storage import read_volume
 
-    real, seen = connectomics.evaluation.evaluate_volumes, []
+    real, seen = connectomics.evaluation.api.evaluate_volumes, []
 
     def spy(gt, pred, scores=None, **kwargs):
         seen.append(scores)
         return real(gt, pred, scores=scores, **kwargs)
 
-    monkeypatch.setattr(connectomics.evaluation, "evaluate_volumes", spy)
+    monkeypatch.setattr(connectomics.evaluation.api, "evaluate_volumes", spy)
     tmp, config, _ = trained
     data = str(tmp / "datasets" / "synthetic" / "test.h5")
     checkpoint = str(tmp / "outputs" / "Synthetic-BC" / "checkpoint_000006.pth.tar")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from connectomics.evaluation import evaluate_volumes, overlap_table, reference_evaluate
-from connectomics.evaluation.fixtures import make_label_pair
 from connectomics.evaluation.overlap import count_pairs_numpy
+from connectomics.fixtures.label_pairs import make_label_pair
 
 kernel = pytest.importorskip("connectomics._ext.overlap", reason="Cython kernel not built")
 

@@ -2,8 +2,8 @@
 import pytest
 
 from connectomics.config import ConfigError, load_cfg
-from connectomics.engine.errors import USER_ERRORS
 from connectomics.engine.infer import run_inference
+from connectomics.errors import USER_ERRORS
 
 
 def _cfg(tmp_path, *opts):

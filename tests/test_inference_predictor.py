@@ -6,10 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+from connectomics.geometry import reflect_index
 from connectomics.inference import Predictor, build_predictor, predict_volume
-from connectomics.inference.blending import blending_weights, finalize_uint8, probability_to_uint8
-from connectomics.inference.tiling import axis_padding, reflect_index, window_starts
-from connectomics.inference.tta import apply_variant, invert_variant, predict_tta, tta_variants
+from connectomics.inference.blending import (
+    blending_weights,
+    finalize_uint8,
+    probability_to_uint8,
+)
+from connectomics.inference.tiling import axis_padding, window_starts
+from connectomics.inference.tta import (
+    apply_variant,
+    invert_variant,
+    predict_tta,
+    tta_variants,
+)
 
 
 class RampModel(torch.nn.Module):
@@ -190,7 +200,7 @@ def test_float_input_equals_uint8_input(volume):
 
 def test_float_input_outside_0_1_is_refused(volume):
     """A float image stored as 0..255 must not reach the model unscaled (maps of garbage)."""
-    from connectomics.data.io import VolumeError
+    from connectomics.storage import VolumeError
 
     predictor = Predictor(RampModel(), window=(4, 16, 16), stride=(4, 16, 16), pad=(0, 0, 0))
     with pytest.raises(VolumeError, match=r"must lie in \[0, 1\], found values in \[0, 255\]"):
@@ -202,8 +212,8 @@ def test_float_input_outside_0_1_is_refused(volume):
 
 
 def test_unsupported_dtype_is_a_volume_error():
-    """main.py prints VolumeError without a traceback (engine.errors.USER_ERRORS)."""
-    from connectomics.engine.errors import USER_ERRORS
+    """main.py prints VolumeError without a traceback (connectomics.errors.USER_ERRORS)."""
+    from connectomics.errors import USER_ERRORS
 
     predictor = Predictor(torch.nn.Identity(), (2, 8, 8), (2, 8, 8), (0, 0, 0))
     with pytest.raises(USER_ERRORS, match="got dtype uint16"):

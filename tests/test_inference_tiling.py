@@ -5,17 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from connectomics.inference.tiling import Tiling, axis_padding, read_box, reflect_index, window_starts
-
-
-def test_reflect_index_matches_numpy_pad_even_for_long_pads():
-    for length in range(1, 7):
-        for pad in range(0, 15):
-            base = np.arange(length)
-            expected = np.pad(base, pad, mode="reflect") if length > 1 else np.zeros(length + 2 * pad, int)
-            got = reflect_index(np.arange(-pad, length + pad), length)
-            assert np.array_equal(got, expected), (length, pad)
-            assert reflect_index(-pad, length) == expected[0]
+from connectomics.inference.tiling import Tiling, axis_padding, window_starts
 
 
 def test_window_starts_follow_the_predecessor_rule():
@@ -70,29 +60,6 @@ def test_chunks_partition_the_volume_and_take_exactly_the_touching_windows():
         assert total == tiling.windows_computed() >= tiling.num_windows
         whole = Tiling(shape, window, stride, pad)
         assert whole.num_chunks == 1 and whole.windows_computed() == whole.num_windows
-
-
-def test_read_box_equals_padding_the_whole_volume_first():
-    rng = np.random.default_rng(1)
-    for _ in range(100):
-        shape = tuple(int(v) for v in rng.integers(1, 9, 3))
-        volume = rng.integers(0, 255, shape, dtype=np.uint8)
-        pad = 12
-        padded = np.pad(volume, pad, mode="reflect") if min(shape) > 1 else None
-        box = []
-        for n in shape:
-            a = int(rng.integers(-pad, n + pad - 1))
-            box.append((a, int(rng.integers(a + 1, n + pad + 1))))
-        got = read_box(volume, tuple(box))
-        index = np.ix_(*[reflect_index(np.arange(a, b), n) for (a, b), n in zip(box, shape)])
-        assert np.array_equal(got, volume[index])
-        if padded is not None:
-            assert np.array_equal(got, padded[tuple(slice(a + pad, b + pad) for a, b in box)])
-
-
-def test_read_box_inside_the_volume_is_one_slice():
-    volume = np.arange(6 * 7 * 8, dtype=np.uint8).reshape(6, 7, 8)
-    assert np.array_equal(read_box(volume, ((1, 4), (0, 7), (2, 5))), volume[1:4, :, 2:5])
 
 
 def test_chunk_geometry_example():

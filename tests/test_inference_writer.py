@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from connectomics.data.io import temporary_name
-from connectomics.inference import Predictor, ResumeError, infer_volume_to_file, predict_volume
+from connectomics.inference import (
+    Predictor,
+    ResumeError,
+    infer_volume_to_file,
+    predict_volume,
+)
+from connectomics.storage import temporary_name
 
 KW = dict(window=(4, 16, 16), stride=(2, 8, 8), pad=(1, 4, 4))
 CHUNK = (6, 16, 20)
@@ -209,7 +214,7 @@ def test_final_name_holding_something_else_is_refused(tmp_path, model, input_fil
 
 
 def test_float_input_outside_0_1_names_the_file(tmp_path, model, volume):
-    from connectomics.data.io import VolumeError
+    from connectomics.storage import VolumeError
 
     path = tmp_path / "float255.h5"
     with h5py.File(path, "w") as f:
@@ -248,8 +253,8 @@ def test_crash_while_a_chunk_is_being_written_keeps_the_written_chunks(tmp_path,
 
 
 def test_writer_thread_errors_reach_the_caller(tmp_path):
-    from connectomics.inference.writer import ChunkWriter
     from connectomics.inference.tiling import Tiling
+    from connectomics.inference.writer import ChunkWriter
 
     tiling = Tiling((4, 8, 8), (4, 8, 8), (4, 8, 8), (0, 0, 0), (4, 8, 8))
     chunk = tiling.chunk(tiling.chunk_indices()[0])

@@ -6,8 +6,15 @@ import h5py
 import numpy as np
 import pytest
 
-from connectomics.data.io import (VolumeError, atomic_path, open_volume, parse_spec, read_volume,
-                                  temporary_name, write_volume)
+from connectomics.storage import (
+    VolumeError,
+    atomic_path,
+    open_volume,
+    parse_spec,
+    read_volume,
+    temporary_name,
+    write_volume,
+)
 
 
 def test_parse_spec():
@@ -99,7 +106,7 @@ def test_image_stacks_are_read_slice_by_slice(tmp_path, monkeypatch):
     """A TIFF stack / folder of slices is a lazy (Z, Y, X) volume: a box reads only its slices."""
     import tifffile
 
-    import connectomics.data.io as io
+    import connectomics.storage.images as images
 
     volume = np.random.default_rng(3).integers(0, 255, (6, 16, 12), dtype=np.uint8)
     tifffile.imwrite(str(tmp_path / "stack.tif"), volume, photometric="minisblack")
@@ -109,8 +116,8 @@ def test_image_stacks_are_read_slice_by_slice(tmp_path, monkeypatch):
     (tmp_path / "slices" / ".DS_Store").write_text("not an image")
     (tmp_path / "slices" / "sub").mkdir()
     read = []
-    real = io._read_image
-    monkeypatch.setattr(io, "_read_image", lambda path: read.append(path) or real(path))
+    real = images.read_image
+    monkeypatch.setattr(images, "read_image", lambda path: read.append(path) or real(path))
     for spec in ("stack.tif", "slices", "slices/*.tif"):
         with monkeypatch.context() as m:
             if spec == "stack.tif":  # a multi-page TIFF is read page by page, never whole
@@ -158,7 +165,7 @@ def test_json_tiles_take_integer_indices(tmp_path):
 
 
 def test_convert_volume_round_trip_and_keeps_other_datasets(tmp_path):
-    from connectomics.data.convert import convert_volume
+    from connectomics.storage.convert import convert_volume
 
     data = np.random.default_rng(0).integers(0, 255, (2, 5, 30, 40), dtype=np.uint8)
     write_volume(f"{tmp_path / 'probs.h5'}:main", data)

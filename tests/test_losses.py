@@ -6,9 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from connectomics.config import get_cfg_defaults
-from connectomics.losses import (LOSS_REGISTRY, Criterion, binary_reg, build_criterion, dice_loss,
-                                 target_names, weighted_bce)
-from connectomics.losses import criterion as criterion_module
+from connectomics.losses import (
+    LOSS_REGISTRY,
+    Criterion,
+    binary_reg,
+    build_criterion,
+    dice_loss,
+    target_names,
+    weighted_bce,
+)
 
 
 @pytest.fixture
@@ -126,4 +132,4 @@ def test_target_names():
     assert target_names(["0", "4-2-1"]) == ["foreground", "contour"]
     assert target_names(["0", "0"]) == ["foreground", "foreground_2"]
     with pytest.raises(ValueError, match="TARGET_OPT"):
-        criterion_module.target_names(["2"])
+        target_names(["2"])

@@ -3,7 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from connectomics.model import CheckpointMismatchError, RSUNet, UNetResidual3D, load_weights, load_weights_file
+from connectomics.checkpoint import load_weights, load_weights_file
+from connectomics.errors import CheckpointMismatchError
+from connectomics.model import RSUNet, UNetResidual3D
 
 FILTERS = [4, 8, 12]
 

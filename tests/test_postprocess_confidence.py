@@ -7,10 +7,14 @@ import pytest
 from scipy import ndimage as ndi
 
 from connectomics.config import ConfigError, load_cfg
-from connectomics.data.io import ResumeError, VolumeError, read_volume, write_volume
 from connectomics.evaluation import evaluate_volumes, load_scores
-from connectomics.postprocess.confidence import (block_grid, instance_confidence, scores_path,
-                                                 write_instance_confidence)
+from connectomics.postprocess.confidence import (
+    block_grid,
+    instance_confidence,
+    scores_path,
+    write_instance_confidence,
+)
+from connectomics.storage import ResumeError, VolumeError, read_volume, write_volume
 
 
 def brute_force(labels, foreground):
@@ -163,7 +167,7 @@ def test_unknown_score_is_a_config_error():
 
 
 def test_tuning_scores_decodes_with_the_configured_ranking(tmp_path):
-    from connectomics.postprocess.tuning import run_tuning
+    from connectomics.engine.tune import run_tuning
 
     gt, _, maps = ranking_case()
     write_volume(str(tmp_path / "probs.h5"), maps)

@@ -9,10 +9,17 @@ import pytest
 import yaml
 
 from connectomics.config import load_cfg
+from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
 from connectomics.postprocess import decode
-from connectomics.postprocess.testing import maps_from_labels, random_ellipsoids
-from connectomics.postprocess.tuning import (best_yaml, format_report, main_axes, plan_grid, save_heatmap,
-                                             thin, tune_decoder)
+from connectomics.postprocess.tuning import (
+    best_yaml,
+    format_report,
+    main_axes,
+    plan_grid,
+    save_heatmap,
+    thin,
+    tune_decoder,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,8 +117,22 @@ def test_script_end_to_end(small_scene, tmp_path):
 
 def test_run_tuning_max_evals_zero_is_refused_not_the_default(small_scene, tmp_path):
     """--max-evals 0 must not silently run POSTPROCESS.TUNE.MAX_EVALS (80) decodes."""
-    from connectomics.postprocess.tuning import run_tuning
+    from connectomics.engine.tune import run_tuning
 
     probs, gt = _write_scene(small_scene, tmp_path)
     with pytest.raises(ValueError, match="max_evals = 0"):
         run_tuning(load_cfg(None, []), probs, gt, str(tmp_path / "tune"), max_evals=0)
+
+
+def test_blockwise_tuning_scores_every_trial_as_the_in_memory_search(small_scene, tmp_path):
+    """--scheduler (here the in-process runner): each trial decoded block by block into a store and
+    scored from it gives the same trials and scores as the in-memory search, and leaves no store."""
+    from connectomics.engine.tune import run_tuning
+
+    probs, gt = _write_scene(small_scene, tmp_path)
+    opts = ["POSTPROCESS.TUNE.SEED_THRESHOLDS", "[0.85, 0.9]", "POSTPROCESS.TUNE.CONTOUR_THRESHOLDS", "[0.6, 0.8]",
+            "EVAL.CRUMB_SIZE", "100", "BLOCKWISE.BLOCK_SIZE", "[16, 32, 32]", "BLOCKWISE.HALO", "[16, 64, 64]"]
+    memory = run_tuning(load_cfg(None, opts), probs, gt, str(tmp_path / "memory"), max_evals=5)
+    blocks = run_tuning(load_cfg(None, opts), probs, gt, str(tmp_path / "blocks"), max_evals=5, scheduler="inprocess")
+    assert blocks.replace("blocks", "memory") == memory
+    assert sorted(os.listdir(tmp_path / "blocks")) == ["tune_best.yaml", "tune_heatmap.png"]

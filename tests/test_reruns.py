@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
-from connectomics.data.io import ResumeError, read_volume, write_volume
 from test_engine import MAIN, REPO, run_main, tiny_config
+
+from connectomics.storage import ResumeError, read_volume, write_volume
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def refused(result, *needles):
 
 def settings_of(path):
     """The settings an output recorded (maps: on the file; instances: on dataset 'main')."""
-    from connectomics.data.settings import stored_settings
+    from connectomics.storage.settings import stored_settings
 
     return stored_settings(str(path))[1]
 
@@ -120,7 +120,7 @@ def test_blockwise_postprocessing_sees_maps_changed_in_place(tmp_path):
     import zarr
 
     from connectomics.blockwise import postprocess_blockwise
-    from connectomics.postprocess.testing import maps_from_labels, random_ellipsoids
+    from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
 
     rng = np.random.default_rng(1)
     maps = maps_from_labels(random_ellipsoids((16, 64, 64), 6, rng), rng)
@@ -139,8 +139,8 @@ def test_blockwise_postprocessing_sees_maps_changed_in_place(tmp_path):
 def test_single_process_postprocessing_records_settings_and_refuses_others(tmp_path):
     """Same command: reused; other thresholds: refused unless overwrite (as blockwise)."""
     from connectomics.config import load_cfg
+    from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
     from connectomics.postprocess import build_decoder, postprocess_file
-    from connectomics.postprocess.testing import maps_from_labels, random_ellipsoids
 
     rng = np.random.default_rng(2)
     probs = str(tmp_path / "probs.h5")

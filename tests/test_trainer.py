@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from connectomics.engine.checkpoint import read_checkpoint, restore_training_state
+from connectomics.checkpoint import read_checkpoint, restore_training_state
 from connectomics.engine.hooks import CheckpointHook, ValidationHook, copy_atomic
 from connectomics.engine.trainer import Trainer
 
@@ -152,8 +152,7 @@ def test_accumulation_does_not_warn_about_the_scheduler_order(recwarn):
 def test_pre_model_may_be_a_plain_state_dict(tmp_path):
     """MODEL.PRE_MODEL weights saved by other code (torch.save(model.state_dict())) load; a resume
     checkpoint must still be a full connectomics checkpoint."""
-    from connectomics.engine.checkpoint import load_model_weights
-    from connectomics.model.checkpoint import CheckpointMismatchError
+    from connectomics.checkpoint import CheckpointMismatchError, load_model_weights
 
     source, target = torch.nn.Conv3d(1, 2, 3), torch.nn.Conv3d(1, 2, 3)
     torch.save(source.state_dict(), tmp_path / "weights.pth")
@@ -169,8 +168,8 @@ def test_pre_model_may_be_a_plain_state_dict(tmp_path):
 def test_restarted_run_resumes_its_own_checkpoints(tmp_path):
     """SOLVER.ITERATION_RESTART: the first start takes --checkpoint's weights at iteration 0; once the
     run has saved its own checkpoint, the same command resumes that one (a kill loses nothing)."""
+    from connectomics.checkpoint import save_checkpoint
     from connectomics.config import load_cfg
-    from connectomics.engine.checkpoint import save_checkpoint
     from connectomics.engine.solver import build_lr_scheduler, build_optimizer
     from connectomics.engine.train import _resume
     from connectomics.model import build_model

@@ -11,7 +11,12 @@ def small_cfg(*opts):
 
 
 def test_exported_weights_drop_the_training_state_and_initialise_a_model(tmp_path):
-    from connectomics.engine.checkpoint import export_weights, load_model_weights, read_checkpoint, save_checkpoint
+    from connectomics.checkpoint import (
+        export_weights,
+        load_model_weights,
+        read_checkpoint,
+        save_checkpoint,
+    )
     from connectomics.engine.solver import build_lr_scheduler, build_optimizer
     from connectomics.model import build_model
 
@@ -51,11 +56,9 @@ def test_every_shipped_weights_file_loads_into_its_model_and_finds_synthetic_mit
     (Dice > 0.7) where the same model freshly initialised does not (Dice < 0.5)."""
     import os
 
-    import numpy as np
-
     import connectomics.weights as weights
+    from connectomics.checkpoint import load_model_weights, read_checkpoint
     from connectomics.data.synthetic import make_synthetic_pair
-    from connectomics.engine.checkpoint import load_model_weights, read_checkpoint
     from connectomics.inference.predictor import build_predictor, predict_volume
     from connectomics.model import build_model
 

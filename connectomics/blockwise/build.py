@@ -1,6 +1,7 @@
 """The config door of blockwise runs: ``SYSTEM.SCHEDULER`` and ``BLOCKWISE.*`` -> plain arguments."""
 from connectomics.blockwise.cluster import connect
 from connectomics.blockwise.postprocess import postprocess_blockwise
+from connectomics.storage import format_of
 
 
 def use_blockwise(cfg, scheduler=None):
@@ -15,16 +16,19 @@ def connect_from_cfg(cfg, scheduler=None):
 
 def zarr_name(name):
     """``probs.h5`` -> ``probs.zarr``: the blockwise store of an output name."""
-    stem = name.rsplit(".", 1)[0] if name.lower().endswith((".h5", ".hdf5", ".hdf")) else name
-    return stem if stem.lower().endswith(".zarr") else stem + ".zarr"
+    stem = name.rsplit(".", 1)[0] if format_of(name) == "hdf5" else name
+    return stem if format_of(stem) == "zarr" else stem + ".zarr"
 
 
 def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False):
     """Blockwise post-processing with the decoder of ``cfg.POSTPROCESS`` and the blocks of ``cfg.BLOCKWISE``,
     then the instances' confidence table (``scores_path(output_spec)``, read back block by block)."""
-    from connectomics.data.io import H5_EXTENSIONS, parse_spec
     from connectomics.postprocess.build import decoder_params
-    from connectomics.postprocess.confidence import scores_path, write_instance_confidence
+    from connectomics.postprocess.confidence import (
+        scores_path,
+        write_instance_confidence,
+    )
+    from connectomics.storage import parse_spec
 
     name, params = decoder_params(cfg)
     b = cfg.BLOCKWISE
@@ -33,7 +37,7 @@ def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False):
                                    halo=tuple(b.HALO), work_dir=b.WORK_DIR or None, retries=b.RETRIES,
                                    overwrite=overwrite, stale_files=[scores])
     path, key = parse_spec(output_spec)
-    if not key and path.lower().endswith(H5_EXTENSIONS):
+    if not key and format_of(path) == "hdf5":
         key = "main"  # the dataset the export wrote, not the file's first one
     write_instance_confidence(f"{path}:{key}" if key else path, input_spec, path=scores)
     return result

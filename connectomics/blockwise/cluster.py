@@ -15,32 +15,16 @@ blocks are reported together at the end, after the others have finished.
 import contextlib
 import logging
 import os
-import re
 import sys
 
 from tqdm import tqdm
 
+from connectomics.config.validate import INPROCESS, LOCAL, check_scheduler
+from connectomics.errors import BlocksFailedError, SchedulerError
+
 logger = logging.getLogger(__name__)
 
-INPROCESS, LOCAL = "inprocess", "local"
 GIVE_UP_AFTER = 3  # blocks failing in a row with none done: a systematic error, stop the stage
-_ADDRESS = re.compile(r"^((tcp|tls|ucx|inproc)://)?[\w.\-\[\]:]+:\d+$")
-
-
-class SchedulerError(RuntimeError):
-    """The Dask scheduler cannot be reached, or went away during the run."""
-
-
-class BlocksFailedError(RuntimeError):
-    """Some blocks failed after their retries; the finished ones are kept for a rerun."""
-
-
-def check_scheduler(scheduler):
-    """Raise ValueError unless ``scheduler`` is '', 'inprocess', 'local' or a scheduler address."""
-    if scheduler in ("", INPROCESS, LOCAL) or _ADDRESS.match(str(scheduler)):
-        return scheduler
-    raise ValueError(f"expected '' (no Dask), '{INPROCESS}', '{LOCAL}' or a scheduler address such as "
-                     "tcp://host:8786")
 
 
 def worker_setup(threads):

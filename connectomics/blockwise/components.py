@@ -21,12 +21,11 @@ import itertools
 
 import numpy as np
 
-from connectomics.blockwise.blocks import slices
-from connectomics.blockwise.store import open_array
-from connectomics.data.io import open_volume
+from connectomics.geometry import Box, slices
 from connectomics.postprocess.cleanup import dense_sizes
 from connectomics.postprocess.maps import check_maps
 from connectomics.postprocess.seeds import label_seeds
+from connectomics.storage import open_array, open_volume
 
 
 def backward_offsets(connectivity):
@@ -94,9 +93,9 @@ def read_provisional(seeds, grid, offsets, box):
     origin = [a for a, _ in box]
     out = np.zeros(tuple(b - a for a, b in box), np.uint64)
     for owner, sub in grid.owners(box):
-        part = np.asarray(seeds[slices(sub)]).astype(np.uint64)
+        part = np.asarray(seeds[sub.slices()]).astype(np.uint64)
         part[part > 0] += offsets[owner]
-        out[slices(sub, origin)] = part
+        out[sub.slices(origin)] = part
     return out
 
 
@@ -123,7 +122,7 @@ def face_pairs(index, seeds_path, grid, offsets, connectivity):
             for b, ((c0, c1), (e0, e1), o) in enumerate(zip(core, ext, offset)):
                 box.append((face, face + 1) if b == axis else (max(c0, e0 - o), min(c1, e1 - o)))
             here = labels[slices(box, origin)]
-            there = labels[slices([(a + o, b + o) for (a, b), o in zip(box, offset)], origin)]
+            there = labels[Box(box).shift(offset).slices(origin)]
             touch = (here != 0) & (there != 0) & (here != there)
             if touch.any():
                 found.append(np.stack([here[touch], there[touch]], axis=1))

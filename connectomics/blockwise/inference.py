@@ -17,10 +17,16 @@ import logging
 import os
 import shutil
 
-from connectomics.blockwise.blocks import slices
 from connectomics.blockwise.cluster import run_blocks
-from connectomics.blockwise.store import Markers, check_existing, create_array, publish
-from connectomics.data.io import open_volume, temporary_name
+from connectomics.blockwise.store import Markers
+from connectomics.storage import (
+    check_existing,
+    create_array,
+    format_of,
+    open_volume,
+    publish,
+    temporary_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ def worker_predictor(cfg_text, checkpoint, device):
     if key not in _PREDICTORS:
         from yacs.config import CfgNode
 
-        from connectomics.engine.checkpoint import load_model_weights, read_checkpoint
+        from connectomics.checkpoint import load_model_weights, read_checkpoint
         from connectomics.inference import build_predictor
         from connectomics.inference.predictor import Workspace
         from connectomics.model import build_model
@@ -73,7 +79,7 @@ def worker_predictor(cfg_text, checkpoint, device):
 
 def predict_block(index, cfg_text, checkpoint, device, input_spec, out_path, tiling):
     """One block: predict chunk ``index`` of ``tiling`` and write it into the store at ``out_path``."""
-    from connectomics.blockwise.store import open_array
+    from connectomics.storage import open_array
 
     predictor, workspace = worker_predictor(cfg_text, checkpoint, device)
     chunk = tiling.chunk(index)
@@ -82,7 +88,7 @@ def predict_block(index, cfg_text, checkpoint, device, input_spec, out_path, til
     out = open_array(out_path, "r+")
     if block.shape[0] != out.shape[0]:
         raise ValueError(f"the model gives {block.shape[0]} channels, the store {out_path} has {out.shape[0]}")
-    out[(slice(None),) + slices(chunk.write)] = block
+    out[(slice(None),) + chunk.write.slices()] = block
     return {"pid": os.getpid(), "loads": LOADS["count"]}
 
 
@@ -109,7 +115,7 @@ def infer_blockwise(cfg, checkpoint, input_spec, output_path, client=None, devic
     path, read by every worker; ``client``: ``distributed.Client`` or None (in
     this process). Returns ``(output_path, {block index: result})``.
     """
-    if not output_path.lower().endswith(".zarr"):
+    if format_of(output_path) != "zarr":
         raise ValueError(f"blockwise inference writes a zarr store (name.zarr), not {output_path}")
     cfg_text = cfg.dump()
     checkpoint = os.path.abspath(checkpoint)

@@ -22,7 +22,6 @@ blockwise form). Small instances are removed by their global size
 """
 import collections
 import functools
-import inspect
 import json
 import logging
 import os
@@ -33,44 +32,65 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from connectomics.blockwise.blocks import BlockGrid, slices
 from connectomics.blockwise.cluster import run_blocks
-from connectomics.blockwise.components import face_pairs, label_block, provisional_offsets, resolve_ids
-from connectomics.blockwise.segment import (final_block, global_sizes, relabel_table, seed_block, segment_block,
-                                            write_block)
-from connectomics.blockwise.store import (SETTINGS, Markers, align_block, check_existing, create_array,
-                                          input_chunks, output_target, publish, remove)
-from connectomics.data.identity import volume_identity
-from connectomics.data.io import VolumeError, copy_other_datasets, h5_chunks, open_volume, parse_spec, temporary_name
-from connectomics.postprocess.decoders import check_params, get_decoder
+from connectomics.blockwise.components import (
+    face_pairs,
+    label_block,
+    provisional_offsets,
+    resolve_ids,
+)
+from connectomics.blockwise.segment import (
+    final_block,
+    global_sizes,
+    relabel_table,
+    seed_block,
+    segment_block,
+    write_block,
+)
+from connectomics.blockwise.store import Markers, align_block, input_chunks
+from connectomics.geometry import BlockGrid
+from connectomics.postprocess.decoders import check_params
+from connectomics.postprocess.registry import DECODERS, decoder_entry, decoder_keywords
+from connectomics.storage import (
+    SETTINGS,
+    VolumeError,
+    check_existing,
+    copy_other_datasets,
+    create_array,
+    format_of,
+    h5_chunks,
+    open_volume,
+    parse_spec,
+    publish,
+    remove_path,
+    temporary_name,
+    volume_identity,
+)
 
 logger = logging.getLogger(__name__)
 
-# decoder -> (uses the contour channel for seeds, block method, smallest seed kept)
-PLANS = {
-    "bc_watershed": (True, "watershed", 0),
-    "binary_watershed": (False, "watershed", 0),
-    "bc_connected": (True, "grow", 0),
-    "seed_agglomerate": (True, "grow", 2),  # waterz leaves single-voxel seeds unlabelled
-}
 STAGES_VERSION = 1  # bump when a stage's output changes meaning: old work folders are then refused
 
 
 def check_blockwise(decoder, params):
-    """Raise ValueError if ``decoder`` with ``params`` has no blockwise form."""
-    if decoder not in PLANS:
-        raise ValueError(f"decoder {decoder!r} has no blockwise form; blockwise decoders: {', '.join(PLANS)} "
-                         "(watershed_agglomerate merges fragments across the whole volume)")
+    """The decoder's :class:`~connectomics.postprocess.registry.BlockPlan`; ValueError if ``decoder``
+    with ``params`` has no blockwise form."""
+    plan = decoder_entry(decoder).blockwise
+    if plan is None:
+        names = ", ".join(name for name, entry in DECODERS.items() if entry.blockwise is not None)
+        why = decoder_entry(decoder).no_blockwise
+        raise ValueError(f"decoder {decoder!r} has no blockwise form; blockwise decoders: {names}"
+                         + (f" ({why})" if why else ""))
     if params.get("small_mode", "background") != "background":
         raise ValueError("POSTPROCESS.SMALL_MODE neighbor has no blockwise form (it needs contacts across "
                          "blocks); use background")
     check_params(**params)
+    return plan
 
 
 def decoder_defaults(decoder, params):
     """``params`` completed with the decoder's own defaults (every keyword it takes)."""
-    signature = inspect.signature(get_decoder(decoder)).parameters
-    full = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
+    full = decoder_keywords(decoder)
     unknown = set(params) - set(full)
     if unknown:
         raise ValueError(f"decoder {decoder} takes no {', '.join(sorted(unknown))}; it takes {', '.join(full)}")
@@ -114,13 +134,13 @@ def _open_input(input_spec, output_spec, channels, block):
     """Check the maps and the output name.
 
     Returns ``(out_path, out_key, shape, block aligned to the input chunks, input id)``
-    (the id: :func:`~connectomics.data.identity.volume_identity`, so maps rewritten since,
+    (the id: :func:`~connectomics.storage.identity.volume_identity`, so maps rewritten since,
     even one chunk in place, are decoded again).
     """
     out_path, out_key = parse_spec(output_spec)
-    if not out_path.lower().endswith((".h5", ".hdf5", ".zarr")):
+    if format_of(out_path) not in ("hdf5", "zarr"):
         raise VolumeError(f"output {output_spec}: expected file.h5[:key] or store.zarr")
-    if out_key and out_path.lower().endswith(".zarr") and os.path.exists(out_path):
+    if out_key and format_of(out_path) == "zarr" and os.path.exists(out_path):
         _require_group(out_path, "")  # fail now, not after the run, if an array store is in the way
     with open_volume(input_spec) as maps:
         _check_maps(maps, str(input_spec), channels)
@@ -143,14 +163,13 @@ def blockwise_settings(input_spec, output_spec, decoder="bc_watershed", params=N
     Returns ``(out_path, out_key, shape, block, halo, params, settings)``: the block rounded up
     to the input's chunks, the halo grown to the dilation radius, the decoder's full keywords.
     """
-    check_blockwise(decoder, params or {})
+    plan = check_blockwise(decoder, params or {})
     params = decoder_defaults(decoder, params or {})
-    use_contour, method, _ = PLANS[decoder]
-    out_path, out_key, shape, block, identity = _open_input(input_spec, output_spec, 2 if use_contour else 1,
+    out_path, out_key, shape, block, identity = _open_input(input_spec, output_spec, 2 if plan.contour else 1,
                                                             block)
     halo = tuple(int(h) for h in halo)
-    if method == "grow":
-        halo = tuple(max(h, (d - 1) // 2) for h, d in zip(halo, params["dilation"]))
+    if plan.halo is not None:
+        halo = tuple(max(h, g) for h, g in zip(halo, plan.halo(params)))
     settings = _settings(input_spec, identity, shape, block, decoder=decoder, params=params, halo=list(halo))
     return out_path, out_key, shape, block, halo, params, settings
 
@@ -173,22 +192,22 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
     """
     out_path, out_key, shape, block, halo, params, settings = blockwise_settings(input_spec, output_spec, decoder,
                                                                                  params, block, halo)
-    use_contour, method, min_seed = PLANS[decoder]
+    plan = decoder_entry(decoder).blockwise
     if check_existing(out_path, settings, overwrite, key=out_key):
         return out_path
     for path in stale_files:
-        remove(path)
+        remove_path(path)
     ctx = _Run(input_spec, out_path, shape, block, settings, client, work_dir, retries, overwrite, on_block_done,
                wrap)
     logger.info("blockwise %s of %s: %s, halo %s, %s", decoder, input_spec, ctx.grid, list(halo), ctx.where())
     started = time.perf_counter()
-    seeds = _seed_stages(ctx, params["seed_threshold"], params["contour_threshold"] if use_contour else None,
-                         params.get("seed_connectivity", 6), min_seed)
+    seeds = _seed_stages(ctx, params["seed_threshold"], params["contour_threshold"] if plan.contour else None,
+                         params.get("seed_connectivity", 6), plan.min_seed)
 
     segment_path = ctx.store("segment.zarr")
     segment = functools.partial(segment_block, maps_spec=input_spec, seeds_path=seeds.path, out_path=segment_path,
                                 grid=ctx.grid, halo=halo, offsets=seeds.offsets, counts=seeds.counts,
-                                lut_path=seeds.lut_path, method=method, params=params)
+                                lut_path=seeds.lut_path, grow=plan.grow, params=params)
     sizes = global_sizes(ctx.run(segment, ctx.grid.indices(), stage="segment").values(), seeds.n)
     table, n = relabel_table(sizes, params.get("min_size", 0))
     table_path = ctx.markers.save_array("final_table", table)
@@ -270,8 +289,8 @@ def _export(ctx, key, make_labels, dtype):
     ``main``); the group's or file's other members are kept.
     """
     grid = ctx.grid
-    if ctx.out_path.lower().endswith(".zarr"):
-        target = output_target(ctx.out_path, key)
+    if format_of(ctx.out_path) == "zarr":
+        target = os.path.join(ctx.out_path, key) if key else ctx.out_path
         tmp = temporary_name(ctx.out_path) + (f".{key.replace('/', '.')}" if key else "")
         create_array(tmp, grid.shape, grid.block, dtype, ctx.settings)
         export = functools.partial(write_block, make_labels=make_labels, dst_path=tmp, grid=grid)
@@ -281,7 +300,7 @@ def _export(ctx, key, make_labels, dtype):
         publish(tmp, target)
         return
     tmp = temporary_name(ctx.out_path)
-    remove(tmp)
+    remove_path(tmp)
     os.makedirs(os.path.dirname(os.path.abspath(ctx.out_path)), exist_ok=True)
     key = key or "main"
     with h5py.File(tmp, "w") as f:
@@ -290,7 +309,7 @@ def _export(ctx, key, make_labels, dtype):
                                 compression="gzip", compression_opts=1)
         dset.attrs[SETTINGS] = json.dumps(ctx.settings, sort_keys=True)
         for index in tqdm(grid.indices(), unit="block", desc="export", disable=None):
-            dset[slices(grid.box(index))] = make_labels(index)
+            dset[grid.box(index).slices()] = make_labels(index)
     publish(tmp, ctx.out_path)
 
 

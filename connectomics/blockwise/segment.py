@@ -12,18 +12,16 @@ Sizes are counted per block (``{'ids', 'counts'}``) and summed over the volume
 before small instances are removed (``relabel_table``): an instance cut by a
 block border is judged by its whole size, never by its parts.
 """
+import functools
 import os
 
 import fastremap
 import numpy as np
 
 from connectomics._ext import labels as _kernel
-from connectomics.blockwise.blocks import box_shape, slices
 from connectomics.blockwise.components import read_maps
-from connectomics.blockwise.store import open_array
-from connectomics.postprocess.grow import grow_labels
-from connectomics.postprocess.maps import threshold_level
-from connectomics.postprocess.watershed import seeded_watershed
+from connectomics.geometry import Box
+from connectomics.storage import open_array
 
 _LUTS = {}  # per worker process: (path, mtime, size) -> memory-mapped lookup table
 
@@ -42,41 +40,31 @@ def _lut(path):
 def global_seeds(seeds, grid, offsets, counts, lut, box):
     """The global seed ids of ``box``: (box shape) uint32, 0 where no seed."""
     origin = [a for a, _ in box]
-    out = np.zeros(box_shape(box), np.uint32)
+    out = np.zeros(Box(box).shape, np.uint32)
     for owner, sub in grid.owners(box):
-        part = np.ascontiguousarray(seeds[slices(sub)], dtype=np.uint32)
+        part = np.ascontiguousarray(seeds[sub.slices()], dtype=np.uint32)
         first = int(offsets[owner])
         table = np.array(lut[first:first + int(counts[owner]) + 1], np.uint32)
         table[0] = 0
         if _kernel.apply_lut(part.reshape(-1), table):
             raise ValueError(f"block {owner}: seed ids above its count {int(counts[owner])}; the seed store "
                              "is out of date (rerun with --overwrite)")
-        out[slices(sub, origin)] = part
+        out[sub.slices(origin)] = part
     return out
 
 
-def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, counts, lut_path, method, params):
+def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, counts, lut_path, grow, params):
     """Stage 'segment' for one block -> ``{'ids', 'counts'}`` of the global ids in its own box.
 
-    method ``'watershed'``: ``params`` = foreground_threshold, connectivity (the
-    bc_watershed / binary_watershed flood); ``'grow'``: dilation, dilation_mode
-    (bc_connected / seed_agglomerate).
+    ``grow``: the decoder's :class:`~connectomics.postprocess.registry.BlockPlan` step, called as
+    ``grow(labels, read_maps, params)`` on the global seeds of the block's box plus ``halo``.
     """
     ext = grid.box(index, halo)
     labels = global_seeds(open_array(seeds_path), grid, offsets, counts, _lut(lut_path), ext)
-    if method == "watershed":
-        foreground = read_maps(maps_spec, ext, 1)[0]
-        max_level = 254 - threshold_level(params["foreground_threshold"], "foreground_threshold")
-        seeded_watershed(foreground, labels, max_level=max_level, invert=True,
-                         connectivity=params["connectivity"], inplace=True)
-        del foreground
-    elif method == "grow":
-        grow_labels(labels, tuple(params["dilation"]), params["dilation_mode"])
-    else:
-        raise ValueError(f"unknown block method {method!r}")
-    core = np.ascontiguousarray(labels[slices(grid.box(index), [a for a, _ in ext])])
+    grow(labels, functools.partial(read_maps, maps_spec, ext), params)
+    core = np.ascontiguousarray(labels[grid.box(index).slices(ext)])
     del labels
-    open_array(out_path, "r+")[slices(grid.box(index))] = core
+    open_array(out_path, "r+")[grid.box(index).slices()] = core
     ids, sizes = fastremap.unique(core, return_counts=True)
     keep = ids != 0
     return {"ids": ids[keep].astype(np.uint64), "counts": sizes[keep].astype(np.uint64)}
@@ -104,7 +92,7 @@ def relabel_table(sizes, min_size):
 def final_block(index, src_path, grid, table_path):
     """The final ids of block ``index``: ``table[src[box]]`` (table dtype)."""
     table = np.asarray(_lut(table_path))
-    labels = np.ascontiguousarray(open_array(src_path)[slices(grid.box(index))]).astype(table.dtype, copy=False)
+    labels = np.ascontiguousarray(open_array(src_path)[grid.box(index).slices()]).astype(table.dtype, copy=False)
     _kernel.apply_lut(labels.reshape(-1), table)
     return labels
 
@@ -116,5 +104,5 @@ def seed_block(index, seeds_path, grid, offsets, counts, lut_path):
 
 def write_block(index, make_labels, dst_path, grid):
     """Export stage for one block of a zarr output: ``dst[box] = make_labels(index)``."""
-    open_array(dst_path, "r+")[slices(grid.box(index))] = make_labels(index)
+    open_array(dst_path, "r+")[grid.box(index).slices()] = make_labels(index)
     return {}

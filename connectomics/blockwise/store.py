@@ -1,11 +1,10 @@
-"""Zarr stores of blockwise runs, their settings, and per-block done markers.
+"""Blockwise bookkeeping: input chunk checks, block alignment, and per-block done markers.
 
-A blockwise stage writes into a zarr array whose chunks ARE the blocks (one
-chunk per block, leading axes whole), so two blocks never write the same chunk
-file. Every store and work folder records the settings that made it; a rerun
-with the same settings resumes, one with other settings is refused unless told
-to overwrite. Results appear under their final names only when complete: a
-store is built under a temporary sibling name and renamed at the end.
+A blockwise stage writes into a zarr array (:func:`connectomics.storage.create_array`) whose
+chunks tile the blocks, so two blocks never write the same chunk file. Every store and work
+folder records the settings that made it; a rerun with the same settings resumes, one with
+other settings is refused unless told to overwrite. Results appear under their final names
+only when complete: a store is built under a temporary sibling name and published at the end.
 """
 import json
 import logging
@@ -14,69 +13,11 @@ import shutil
 
 import numpy as np
 
-from connectomics.data.io import ResumeError, VolumeError, remove_path as remove, temporary_name
-from connectomics.data.settings import SETTINGS, check_existing, difference, normalise  # noqa: F401 (re-export)
+from connectomics.errors import ResumeError, VolumeError
+from connectomics.storage import difference, normalise, temporary_name
 
 logger = logging.getLogger(__name__)
 MAX_READ_CHUNK_MIB = 256  # an input chunk larger than this would blow the per-block memory bound
-
-
-def _compressors():
-    import zarr
-
-    return [zarr.codecs.ZstdCodec(level=1)]
-
-
-def output_target(path, key=None):
-    """Where a zarr output's array lives: ``store.zarr`` (an array store) or ``store.zarr/key`` (a group member)."""
-    return os.path.join(path, key) if key else path
-
-
-SUB_CHUNK = (32, 256, 256)  # target (z, y, x) of the chunks inside a block: halo reads decode little
-
-
-def sub_chunks(block, target=SUB_CHUNK):
-    """Chunks that tile ``block`` exactly: per axis the largest divisor of the block size <= target.
-
-    A block then writes whole chunks of its own (no two blocks share one),
-    while a neighbour reading a thin halo decodes only the chunks it touches.
-    Leading axes of ``block`` beyond (z, y, x) are kept whole.
-    """
-    block = tuple(int(b) for b in block)
-    lead, zyx = block[:-3], block[-3:]
-    return lead + tuple(max(d for d in range(1, min(b, t) + 1) if b % d == 0) for b, t in zip(zyx, target))
-
-
-def create_array(path, shape, chunks, dtype, settings, fill_value=0):
-    """Create (or reopen, if its settings match) a zarr array store at ``path``.
-
-    ``chunks``: the block shape; the store's chunks are :func:`sub_chunks` of it.
-    """
-    import zarr
-
-    if os.path.exists(path):
-        from connectomics.data.settings import stored_settings
-
-        if stored_settings(path)[1] == normalise(settings):
-            return zarr.open_array(path, mode="r+")
-        remove(path)
-    array = zarr.create_array(store=path, shape=tuple(shape), chunks=sub_chunks(chunks), dtype=dtype,
-                              fill_value=fill_value, compressors=_compressors(), overwrite=True)
-    array.attrs[SETTINGS] = normalise(settings)
-    return array
-
-
-def open_array(path, mode="r"):
-    import zarr
-
-    return zarr.open_array(path, mode=mode)
-
-
-def publish(tmp, path):
-    """Rename a completed temporary store (or file) to its final name."""
-    remove(path)
-    os.replace(tmp, path)
-    return path
 
 
 def input_chunks(volume, name):

@@ -195,10 +195,12 @@ _C.POSTPROCESS.MERGE_THRESHOLD = 0.5  # watershed_agglomerate: waterz merge thre
 _C.POSTPROCESS.MERGE_FUNCTION = "mean"  # watershed_agglomerate: mean | quantileNN (NN = 10, 15, ..., 95)
 _C.POSTPROCESS.OUTPUT_NAME = "instances.h5"  # file name of the uint32 instance volume
 _C.POSTPROCESS.TUNE = CN()  # scripts/tune_postprocess.py: grids searched for the best AP-75
-_C.POSTPROCESS.TUNE.SEED_THRESHOLDS = [0.6, 0.7, 0.8, 0.85, 0.9, 0.95]  # heat-map axis 1
-_C.POSTPROCESS.TUNE.CONTOUR_THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # heat-map axis 2
-_C.POSTPROCESS.TUNE.FOREGROUND_THRESHOLDS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9]  # then refined one at a time
-_C.POSTPROCESS.TUNE.MERGE_THRESHOLDS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # watershed_agglomerate only
+# [] = the decoder's own grid (postprocess/decoders.py: seed 0.6..0.95, contour 0.3..0.9, foreground 0.5..0.9,
+# merge 0.2..0.7); the heat map is seed x contour (seed x foreground for binary_watershed), the rest one at a time
+_C.POSTPROCESS.TUNE.SEED_THRESHOLDS = []  # heat-map axis 1
+_C.POSTPROCESS.TUNE.CONTOUR_THRESHOLDS = []  # heat-map axis 2
+_C.POSTPROCESS.TUNE.FOREGROUND_THRESHOLDS = []  # then refined one at a time
+_C.POSTPROCESS.TUNE.MERGE_THRESHOLDS = []  # watershed_agglomerate only
 _C.POSTPROCESS.TUNE.MAX_EVALS = 80  # decodes at most (the grid is thinned to fit)
 
 # ---------------------------------------------------------------------------- BLOCKWISE
@@ -220,6 +222,14 @@ _C.EVAL.CRUMB_SIZE = 2000  # GT instances smaller than this are dropped, officia
 _C.EVAL.CHUNK_SLICES = 100  # slices read at a time, official -cz (bounds memory)
 _C.EVAL.OUTPUT_PREFIX = "eval"  # report prefix inside INFERENCE.OUTPUT_PATH
 _C.EVAL.SCORE = "size"  # rank predictions by: size (voxel count, as the challenge) | foreground (mean probability)
+
+
+# keys of the predecessor's configs that nothing reads: accepted so its YAML files load, with one warning each
+# when set to another value (their comments above say "kept for config compatibility")
+COMPAT_KEYS = ("MODEL.HEAD_DEPTH", "MODEL.FINETUNE", "MODEL.SIZE_MATCH", "MODEL.PRE_MODEL_LAYER",
+               "MODEL.PRE_MODEL_LAYER_SELECT", "DATASET.SCALE_FACTOR", "DATASET.INFERENCE_PATH", "DATASET.LABEL_MAG",
+               "DATASET.PRE_LOAD_DATA", "INFERENCE.DO_3D", "INFERENCE.MODEL_OUTPUT_ID", "INFERENCE.TEST_NUM",
+               "INFERENCE.TEST_ID")
 
 
 def get_cfg_defaults():

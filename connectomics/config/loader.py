@@ -11,15 +11,13 @@ import os
 import yaml
 from yacs.config import CfgNode as CN
 
-from connectomics.config.defaults import get_cfg_defaults
+from connectomics.config.defaults import COMPAT_KEYS, get_cfg_defaults
 from connectomics.config.paths import resolve_paths
 from connectomics.config.validate import validate_cfg
+from connectomics.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-
-class ConfigError(ValueError):
-    """A config key or value a user must fix."""
 
 
 def _all_keys(node, prefix=""):
@@ -179,6 +177,20 @@ def apply_device_settings(cfg, by_device, opts):
             logger.info("%s: the %s settings of %s apply (%s)", path, kind, DEVICE_KEY, ", ".join(sorted(chosen)))
 
 
+_WARNED = set()
+
+
+def warn_compat_keys(cfg):
+    """One warning per process for each unused compatibility key (``COMPAT_KEYS``) set to a value."""
+    defaults = get_cfg_defaults()
+    for key in COMPAT_KEYS:
+        section, name = key.split(".")
+        if cfg[section][name] != defaults[section][name] and key not in _WARNED:
+            _WARNED.add(key)
+            logger.warning("config key %s = %r is accepted for compatibility with the predecessor's configs but "
+                           "has no effect here", key, cfg[section][name])
+
+
 def load_cfg(config_file=None, opts=(), freeze=True):
     """Defaults, then the YAML chain (and its ``_DEVICE_`` sections for this machine), then ``opts``;
     paths resolved; validated.
@@ -196,6 +208,7 @@ def load_cfg(config_file=None, opts=(), freeze=True):
     if by_device:
         apply_device_settings(cfg, by_device, opts)
     merge_opts(cfg, list(opts or ()))
+    warn_compat_keys(cfg)
     fill_inference_defaults(cfg)
     try:
         resolve_paths(cfg)

@@ -9,6 +9,9 @@ Several volumes are joined by ``@``; ``file.h5:key`` names a dataset.
 import os
 import re
 
+from connectomics.storage.paths import parse_spec, split_names
+from connectomics.weights import shipped_path
+
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 # (name keys, folder key that prefixes them)
@@ -48,11 +51,6 @@ def absolute(path, root):
     return os.path.normpath(path if os.path.isabs(path) else os.path.join(root, path))
 
 
-def split_names(value):
-    """``'a.h5@b.h5'`` -> ``['a.h5', 'b.h5']``; ``''`` -> ``[]``."""
-    return [part for part in value.split("@") if part]
-
-
 def check_variables(key, value):
     """ValueError if ``value`` (a path key's value) names an environment variable that is not set:
     it would otherwise stay in the path as a folder literally called ``$VAR``."""
@@ -80,8 +78,6 @@ def resolve_paths(cfg):
     for key in _PLAIN_KEYS:
         value = _get(cfg, key)
         if key == "MODEL.PRE_MODEL" and value.startswith("shipped:"):  # weights inside the package
-            from connectomics.weights import shipped_path
-
             try:
                 _set(cfg, key, shipped_path(value))
             except ValueError as err:
@@ -92,6 +88,4 @@ def resolve_paths(cfg):
 
 def volume_file(spec):
     """The file part of ``file.h5:key`` (a ``:`` after the extension starts the key)."""
-    from connectomics.data.io import parse_spec
-
     return parse_spec(spec)[0]

@@ -4,9 +4,9 @@ import os
 import re
 import time
 
-from connectomics.config.paths import split_names
+from connectomics.data.targets import target_channels, target_of
+from connectomics.storage import split_names
 
-_TARGET_CHANNELS = {"0": 1, "4": 1}  # foreground, instance contour
 _LOSSES = ("WeightedBCE", "DiceLoss")
 _WEIGHTS = ("0", "1", "2-G")
 _WEIGHT_CODE = re.compile(r"[01]|2(-\d+(\.\d*)?)?")  # 2-G: contact emphasis with gain G
@@ -34,21 +34,15 @@ def _check_size(key, value, divisible_yx):
         _fail(key, value, "y and x must be divisible by 16 for the U-Nets (four (1,2,2) poolings)")
 
 
-def target_channels(opt):
-    """Number of channels of a TARGET_OPT code such as ``'0'`` or ``'4-2-1'``."""
-    head = str(opt).split("-")[0]
-    if head not in _TARGET_CHANNELS:
-        raise ValueError(
-            f"config key MODEL.TARGET_OPT has {opt!r}: supported codes are "
-            "'0' (foreground) and '4-S-B' (instance contour)"
-        )
-    return _TARGET_CHANNELS[head]
-
-
 def _validate_model(m):
     _check_size("MODEL.INPUT_SIZE", list(m.INPUT_SIZE), divisible_yx=True)
     if list(m.OUTPUT_SIZE) != list(m.INPUT_SIZE):
         _fail("MODEL.OUTPUT_SIZE", m.OUTPUT_SIZE, f"must equal MODEL.INPUT_SIZE {list(m.INPUT_SIZE)}")
+    for code in m.TARGET_OPT:
+        try:
+            target_of(code)
+        except ValueError as err:
+            _fail("MODEL.TARGET_OPT", list(m.TARGET_OPT), str(err))
     n = len(m.TARGET_OPT)
     for key in ("WEIGHT_OPT", "LOSS_OPTION", "LOSS_WEIGHT"):
         if len(m[key]) != n:
@@ -56,9 +50,13 @@ def _validate_model(m):
     for i, (losses, weights) in enumerate(zip(m.LOSS_OPTION, m.LOSS_WEIGHT)):
         if len(losses) != len(weights):
             _fail("MODEL.LOSS_WEIGHT", m.LOSS_WEIGHT, f"target {i} has {len(losses)} losses but {len(weights)} weights")
+        valid = target_of(m.TARGET_OPT[i])[0].losses if i < len(m.TARGET_OPT) else _LOSSES
         for name in losses:
             if name not in _LOSSES:
                 _fail("MODEL.LOSS_OPTION", m.LOSS_OPTION, f"unknown loss {name!r}; valid: {', '.join(_LOSSES)}")
+            if name not in valid:
+                _fail("MODEL.LOSS_OPTION", m.LOSS_OPTION,
+                      f"loss {name!r} does not apply to target {m.TARGET_OPT[i]!r}; valid: {', '.join(valid)}")
     for codes in m.WEIGHT_OPT:
         for code in codes:
             if not _WEIGHT_CODE.fullmatch(str(code)):
@@ -193,9 +191,19 @@ def _validate_postprocess(p):
         _fail("POSTPROCESS.MIN_SIZE", p.MIN_SIZE, "must be >= 0")
 
 
-def _validate_blockwise(b, scheduler):
-    from connectomics.blockwise.cluster import check_scheduler
+INPROCESS, LOCAL = "inprocess", "local"  # SYSTEM.SCHEDULER: Dask in this process / a local cluster
+_ADDRESS = re.compile(r"^((tcp|tls|ucx|inproc)://)?[\w.\-\[\]:]+:\d+$")
 
+
+def check_scheduler(scheduler):
+    """Raise ValueError unless ``scheduler`` is '', 'inprocess', 'local' or a scheduler address."""
+    if scheduler in ("", INPROCESS, LOCAL) or _ADDRESS.match(str(scheduler)):
+        return scheduler
+    raise ValueError(f"expected '' (no Dask), '{INPROCESS}', '{LOCAL}' or a scheduler address such as "
+                     "tcp://host:8786")
+
+
+def _validate_blockwise(b, scheduler):
     try:
         check_scheduler(scheduler)
     except ValueError as err:
@@ -228,13 +236,13 @@ def validate_cfg(cfg):
 
 
 def _missing(key, spec):
-    from connectomics.data.io import parse_spec
+    from connectomics.storage import parse_spec
 
     path = parse_spec(spec)[0]
     unset = re.findall(r"\$\{?(\w+)\}?", path)
     if unset:
         return f"config key {key}: environment variable {unset[0]} is not set (path {path})"
-    if any(c in path for c in "*?["):  # a glob of image slices (see connectomics.data.io.read_image_stack)
+    if any(c in path for c in "*?["):  # a glob of image slices (see connectomics.storage.read_image_stack)
         return None if glob.glob(path) else f"config key {key}: no input files match {path}"
     return None if os.path.exists(path) else f"config key {key}: input file not found: {path}"
 

@@ -14,18 +14,19 @@ from ``(seed, round)``, so the schedule depends only on the iteration.
 """
 import numpy as np
 
-from connectomics.data.io import open_volume
+from connectomics.geometry import Box, read_box
+from connectomics.storage import open_volume
 
 
 def chunk_box(shape, chunk_num, chunk_id, overlap=True):
-    """``((z0, z1), (y0, y1), (x0, x1))`` of chunk ``chunk_id`` in a grid of ``chunk_num`` chunks."""
+    """The :class:`~connectomics.geometry.Box` of chunk ``chunk_id`` in a grid of ``chunk_num`` chunks."""
     s = 2 if overlap else 1
     ny, nx = chunk_num[1], chunk_num[2]
     index = (chunk_id // (ny * nx), (chunk_id // nx) % ny, chunk_id % nx)
     box = []
     for length, n, i in zip(shape, chunk_num, index):
         box.append((int(np.floor(i / (n + s - 1) * length)), int(np.floor((i + s) / (n + s - 1) * length))))
-    return tuple(box)
+    return Box(box)
 
 
 def chunk_for_period(period, chunk_ids, seed):
@@ -38,11 +39,8 @@ def chunk_for_period(period, chunk_ids, seed):
 
 def read_chunk(spec, box, pad):
     """The chunk ``box`` of volume ``spec`` plus ``pad`` voxels per side, mirrored at the volume border."""
-    from connectomics.inference.tiling import read_box
-
-    padded = tuple((a - p, b + p) for (a, b), p in zip(box, pad))
     with open_volume(spec) as vol:
-        return read_box(vol, padded)
+        return read_box(vol, Box(box).grow(pad))
 
 
 def volume_shape(spec):

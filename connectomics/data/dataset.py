@@ -9,9 +9,8 @@ import fastremap
 import numpy as np
 import torch
 
-from connectomics.config import split_names
-from connectomics.data.io import VolumeError, read_volume
 from connectomics.data.sampling import WindowSampler, sample_rng
+from connectomics.storage import VolumeError, read_volume, split_names
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +150,11 @@ class TrainingSamples(torch.utils.data.Dataset):
         return image, label
 
     def __getitem__(self, index):
-        from connectomics.data.targets import build_targets, build_weights, smooth_labels
+        from connectomics.data.targets import (
+            build_targets,
+            build_weights,
+            smooth_labels,
+        )
 
         rng = sample_rng(self.seed, index)
         image, label = self._one(rng)

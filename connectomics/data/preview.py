@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from connectomics.data.io import atomic_path
+from connectomics.storage import atomic_path
 
 PANEL_INCHES = 2.6
 

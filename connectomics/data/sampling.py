@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from connectomics.data.io import VolumeError
+from connectomics.storage import VolumeError
 
 logger = logging.getLogger(__name__)
 

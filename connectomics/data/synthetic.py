@@ -15,8 +15,13 @@ import os
 import numpy as np
 
 from connectomics.data.preview import save_overlay_png, save_preview_png
-from connectomics.data.synthetic_image import (add_artefacts, cell_background, finish_image, paint_mitochondria,
-                                               paint_myelin)
+from connectomics.data.synthetic_image import (
+    add_artefacts,
+    cell_background,
+    finish_image,
+    paint_mitochondria,
+    paint_myelin,
+)
 from connectomics.data.synthetic_shapes import mean_instance_size, pack_tubes
 
 logger = logging.getLogger(__name__)
@@ -139,16 +144,16 @@ MYELIN_ATTRIBUTE = "synthetic_myelin"  # its count of myelinated axons (absent: 
 def write_synthetic_pair(image_spec, label_spec, shape, seed, png=None, **kwargs):
     """Generate a pair and write it: ``image_spec`` / ``label_spec`` are ``file.h5[:key]`` (key default 'main').
 
-    Each write is atomic (:func:`connectomics.data.io.write_volume`); image and
+    Each write is atomic (:func:`connectomics.storage.write_volume`); image and
     label may be two keys of one file. ``label_spec`` may be empty (image only).
     The datasets get an HDF5 attribute ``synthetic_seed``. ``png``: also write a
     preview PNG there. ``kwargs`` go to :func:`make_synthetic_pair`.
     Returns :func:`size_statistics` of the label.
     """
-    from connectomics.data.io import H5_EXTENSIONS, parse_spec, write_volume
+    from connectomics.storage import format_of, parse_spec, write_volume
 
     for spec in (image_spec, label_spec):
-        if spec and not parse_spec(spec)[0].lower().endswith(H5_EXTENSIONS):
+        if spec and format_of(parse_spec(spec)[0]) != "hdf5":
             raise ValueError(f"synthetic volumes are written as HDF5: {spec} must name a .h5 file")
     targets = [(os.path.abspath(p), k or "main") for p, k in map(parse_spec, (image_spec, label_spec or ""))]
     if label_spec and targets[0] == targets[1]:
@@ -168,12 +173,12 @@ def _dataset_state(spec):
     (written by this module, with the settings it was made with) or 'user' (settings None)."""
     import h5py
 
-    from connectomics.data.io import H5_EXTENSIONS, VolumeError, parse_spec
+    from connectomics.storage import VolumeError, format_of, parse_spec
 
     path, key = parse_spec(spec)
     if not os.path.exists(path):
         return "missing", None
-    if not path.lower().endswith(H5_EXTENSIONS):
+    if format_of(path) != "hdf5":
         return "user", None
     try:
         f = h5py.File(path, "r")
@@ -198,7 +203,7 @@ def synthetic_jobs(cfg):
     Training volumes use ``SYNTHETIC.SEED``, validation ``SEED + 1``, inference
     ``SEED + 2``; the j-th of several '@'-joined volumes adds ``3 * j``.
     """
-    from connectomics.config import split_names
+    from connectomics.storage import split_names
 
     groups = (("DATASET", "IMAGE_NAME", "DATASET", "LABEL_NAME", 0),
               ("DATASET", "VAL_IMAGE_NAME", "DATASET", "VAL_LABEL_NAME", 1),

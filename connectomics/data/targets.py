@@ -14,10 +14,12 @@ clipped window, so all of them give the max / min over the part of the window
 inside the slice. We use SciPy's ``mode='reflect'`` and test against that
 clipped-window definition.
 """
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 from scipy import ndimage
 
-TARGET_CODES = {"0": "foreground", "4-S-B": "instance contour (S half-width, B 1 = with background)"}
 WEIGHT_CODES = {"0": "no weight", "1": "binary class-ratio weight",
                 "2-G": "class-ratio weight, times 1 + G (default 10) where two instances nearly touch"}
 CONTACT_HALF_WIDTH = 3  # contact emphasis reach: the 2-voxel gap of an eroded face (LABEL_EROSION 1) and 1 voxel beside
@@ -160,20 +162,86 @@ def smooth_labels(target, eps):
     return out
 
 
-def parse_target_opt(code):
-    """``'0'`` -> (foreground, {}); ``'4-S-B'`` -> (instance_contour, {...}). Raises ValueError."""
-    parts = str(code).split("-")
-    try:
-        if parts == ["0"]:
-            return foreground, {}
-        if parts[0] == "4" and len(parts) <= 3:
-            numbers = [int(p) for p in parts[1:]] + [2, 1][len(parts) - 1:]
-            if numbers[0] >= 0 and numbers[1] in (0, 1):
-                return instance_contour, {"half_width": numbers[0], "include_background": bool(numbers[1])}
-    except ValueError:
-        pass
-    valid = "; ".join(f"{k!r}: {v}" for k, v in TARGET_CODES.items())
+@dataclass(frozen=True)
+class Target:
+    """One kind of training target: its MODEL.TARGET_OPT code, what it is, and how it is made.
+
+    ``head``: the code before the first ``-`` (``'0'``, ``'4'``); ``name``: a readable name (loss
+    breakdowns, logs); ``channels``: output channels of the model for it; ``function(label, **kwargs)``:
+    (Z, Y, X) int labels -> (channels, Z, Y, X) float32 in [0, 1]; ``parse(parts)``: the code's
+    ``-``-separated numbers -> the function's kwargs (ValueError if invalid); ``losses``: the loss
+    names (MODEL.LOSS_OPTION) that apply to it; ``code``, ``description``: the code's form and
+    meaning, for messages.
+    """
+
+    head: str
+    name: str
+    channels: int
+    function: Callable
+    parse: Callable
+    losses: tuple = ("WeightedBCE", "DiceLoss")
+    code: str = ""
+    description: str = ""
+
+
+TARGETS = {}  # code head -> Target: the one target table (config validation, criterion, model heads)
+
+
+def register_target(target):
+    """Add (or replace) a target kind; codes with its ``head`` then work in every stage."""
+    TARGETS[str(target.head)] = target
+    return target
+
+
+def _no_numbers(parts):
+    if parts:
+        raise ValueError("takes no numbers")
+    return {}
+
+
+def _contour_numbers(parts):
+    numbers = [int(p) for p in parts] + [2, 1][len(parts):]
+    if len(parts) > 2 or numbers[0] < 0 or numbers[1] not in (0, 1):
+        raise ValueError("expects 4-S-B with S >= 0, B 0 or 1")
+    return {"half_width": numbers[0], "include_background": bool(numbers[1])}
+
+
+def target_of(code):
+    """``(Target, kwargs)`` of a MODEL.TARGET_OPT code such as ``'0'`` or ``'4-2-1'``; ValueError naming
+    the valid codes otherwise."""
+    head, *parts = str(code).split("-")
+    target = TARGETS.get(head)
+    if target is not None:
+        try:
+            return target, target.parse(parts)
+        except ValueError:
+            pass
+    valid = "; ".join(f"{(t.code or t.head)!r}: {t.description or t.name}" for t in TARGETS.values())
     raise ValueError(f"unknown target code {code!r} (MODEL.TARGET_OPT); valid codes: {valid}")
+
+
+def target_channels(code):
+    """Output channels of a MODEL.TARGET_OPT code."""
+    return target_of(code)[0].channels
+
+
+def target_names(codes):
+    """Readable, unique names of MODEL.TARGET_OPT codes: ``['0', '4-2-1'] -> ['foreground', 'contour']``."""
+    names = []
+    for code in codes:
+        base, k = target_of(code)[0].name, 1
+        name = base
+        while name in names:
+            k += 1
+            name = f"{base}_{k}"
+        names.append(name)
+    return names
+
+
+def parse_target_opt(code):
+    """``(function, kwargs)`` of a MODEL.TARGET_OPT code: ``'0'`` -> (foreground, {}). Raises ValueError."""
+    target, kwargs = target_of(code)
+    return target.function, kwargs
 
 
 def build_targets(label, target_opts):
@@ -229,3 +297,8 @@ def build_weights(targets, weight_opts, label=None):
         else:
             weights.append(binary_ratio_weight(target) * contact_weight(label, **kwargs))
     return weights
+
+
+register_target(Target("0", "foreground", 1, foreground, _no_numbers, code="0", description="foreground"))
+register_target(Target("4", "contour", 1, instance_contour, _contour_numbers, code="4-S-B",
+                       description="instance contour (S half-width, B 1 = with background)"))

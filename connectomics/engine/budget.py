@@ -122,6 +122,35 @@ def inference_seconds(predictor_forward, volume_shapes, tiling_of, batch_size, v
     return total * SAFETY
 
 
+def _timed_forward(predictor, model, device):
+    """Seconds of one inference batch of ``predictor`` (test-time augmentation included), after a warm-up."""
+    import torch
+
+    from connectomics.inference.tta import predict_tta
+
+    x = torch.zeros((predictor.batch_size, 1) + tuple(predictor.window), device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            predict_tta(predictor.forward, x, predictor.variants, predictor.aug_mode)  # warm-up
+            began = time.perf_counter()
+            predict_tta(predictor.forward, x, predictor.variants, predictor.aug_mode)
+            return time.perf_counter() - began
+    finally:
+        model.train(was_training)
+
+
+def _volume_shapes(names):
+    from connectomics.storage import open_volume, split_names
+
+    out = []
+    for spec in split_names(names):
+        with open_volume(spec) as volume:
+            out.append(tuple(int(n) for n in volume.shape[-3:]))
+    return out
+
+
 def build_budget_hook(cfg, model, device, scheduler, planned=None, started=None, validation=False):
     """The :class:`BudgetHook` of ``cfg.SOLVER.TIME_BUDGET`` for this training run.
 
@@ -130,14 +159,11 @@ def build_budget_hook(cfg, model, device, scheduler, planned=None, started=None,
     the work after training and the cost of a validation are estimated from one timed forward
     pass of an inference batch (test-time augmentation included) over the volumes' windows.
     """
-    import torch
-
-    from connectomics.config import ConfigError, split_names
-    from connectomics.data.io import open_volume
+    from connectomics.config import ConfigError
     from connectomics.engine.distributed import world
     from connectomics.engine.solver import schedule_length
     from connectomics.inference import build_predictor
-    from connectomics.inference.tta import predict_tta
+    from connectomics.storage import split_names
 
     if world()[1] > 1:
         raise ConfigError("SOLVER.TIME_BUDGET is for one process; with torchrun set SOLVER.ITERATION_TOTAL instead")
@@ -147,32 +173,12 @@ def build_budget_hook(cfg, model, device, scheduler, planned=None, started=None,
                           "stretches to the planned length)")
     predictor = build_predictor(cfg, model, device)
 
-    def forward():
-        window = tuple(predictor.window)
-        x = torch.zeros((predictor.batch_size, 1) + window, device=device)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                predict_tta(predictor.forward, x, predictor.variants, predictor.aug_mode)  # warm-up
-                began = time.perf_counter()
-                predict_tta(predictor.forward, x, predictor.variants, predictor.aug_mode)
-                return time.perf_counter() - began
-        finally:
-            model.train(was_training)
-
-    def shapes(names):
-        out = []
-        for spec in split_names(names):
-            with open_volume(spec) as volume:
-                out.append(tuple(int(n) for n in volume.shape[-3:]))
-        return out
-
     def cost(names):
-        found = shapes(names)
+        found = _volume_shapes(names)
         if not found:
             return 0.0
-        return inference_seconds(forward, found, lambda shape: predictor.tiling(shape), predictor.batch_size)
+        return inference_seconds(lambda: _timed_forward(predictor, model, device), found,
+                                 lambda shape: predictor.tiling(shape), predictor.batch_size)
 
     reserve = FIXED_RESERVE[0] + FIXED_RESERVE[1] * 60.0 * cfg.SOLVER.TIME_BUDGET
     if cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME:

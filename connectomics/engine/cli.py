@@ -19,7 +19,7 @@ class _Status:
 
 def user_errors():
     """The exception types that mean "fix your input" (importing them loads the package's stages)."""
-    from connectomics.engine.errors import USER_ERRORS
+    from connectomics.errors import USER_ERRORS
 
     return USER_ERRORS
 
@@ -96,3 +96,16 @@ def report_errors(logger, resume_hint=False, extra=()):
 def _maybe_traceback():
     if os.environ.get("CONNECTOMICS_TRACEBACK"):
         raise
+
+
+def add_scheduler_argument(parser, what="inference"):
+    """``--scheduler [ADDRESS]``, the same in every command that can run blockwise on Dask."""
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None, nargs="?", const="local",
+                        help=f"{what}: run blockwise on Dask (zarr maps, global instance ids): 'local' (a local "
+                             "cluster, one worker per core; the default of a bare --scheduler), 'inprocess', or a "
+                             "scheduler address tcp://host:port; overrides SYSTEM.SCHEDULER")
+
+
+def scheduler_opts(args):
+    """The config overrides of ``--scheduler``: ``['SYSTEM.SCHEDULER', ADDRESS]`` when given."""
+    return ["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else []

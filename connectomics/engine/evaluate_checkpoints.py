@@ -2,9 +2,17 @@
 import logging
 import os
 
-from connectomics.engine.checkpoint import list_checkpoints
-from connectomics.engine.infer import check_decoder, check_output_names, run_volume, volume_folders
-from connectomics.engine.scores import SCORES_CSV, append_score, read_scores, score_settings, use_score_settings
+from connectomics.checkpoint import list_checkpoints
+from connectomics.engine.infer import check_decoder, check_output_names, run_volume
+from connectomics.engine.outputs import volume_folders
+from connectomics.engine.runner import connect, make_runner
+from connectomics.engine.scores import (
+    SCORES_CSV,
+    append_score,
+    read_scores,
+    score_settings,
+    use_score_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,26 +33,27 @@ def format_scores(scores):
     return "\n".join(lines)
 
 
-def evaluate_checkpoints(cfg, folder, first=0, last=None):
+def evaluate_checkpoints(cfg, folder, first=0, last=None, scheduler=None):
     """Inference + post-processing + AP-75 for every checkpoint in ``folder`` with
     ``first <= iteration <= last``, skipping iterations already in the CSV (unless that CSV
     was made with other settings: then it is moved aside, see :mod:`connectomics.engine.scores`).
     Probability maps already in a checkpoint's folder are reused when they were made by the same
     model with the same inference settings (a change of post-processing or evaluation keys only
     decodes and scores again); maps of other inference settings are replaced.
-    Several volumes in INFERENCE.IMAGE_NAME: the first is scored (a warning says so).
+    Several volumes in INFERENCE.IMAGE_NAME: the first is scored (a warning says so). With a
+    scheduler (``scheduler`` or SYSTEM.SCHEDULER) each checkpoint runs blockwise on Dask, as
+    ``scripts/main.py --inference --scheduler`` does.
 
     Results: ``INFERENCE.OUTPUT_PATH/iter_XXXXXX/`` per checkpoint, one row each in
     ``INFERENCE.OUTPUT_PATH/sum_results_map75.csv`` and ``ap_over_iterations.png``.
     Returns ``{iteration: {'AP75', 'AP50'}}``.
     """
-    from connectomics.engine.infer import load_inference_model
+    from connectomics.blockwise.build import use_blockwise
     from connectomics.engine.train import select_device
-    from connectomics.inference import build_predictor
-    from connectomics.postprocess import build_decoder
 
-    check_decoder(cfg)
-    check_output_names(cfg)
+    blockwise = use_blockwise(cfg, scheduler)
+    check_decoder(cfg, blockwise)
+    check_output_names(cfg, blockwise)
     found = [(it, p) for it, p in list_checkpoints(folder) if it >= first and (last is None or it <= last)]
     if not found:
         raise FileNotFoundError(f"no checkpoint_XXXXXX.pth.tar in {folder} between {first} and {last}")
@@ -55,24 +64,23 @@ def evaluate_checkpoints(cfg, folder, first=0, last=None):
     if len(volumes) > 1:
         logger.warning("INFERENCE.IMAGE_NAME names %d volumes: eval_iter scores the first one only (%s)",
                        len(volumes), image)
-    from connectomics.engine.checkpoint import model_identity
+    from connectomics.checkpoint import model_identity
 
     model = model_identity(found[-1][1])  # the run the checkpoints belong to
     use_score_settings(csv_path, score_settings(cfg, image, gt, model))  # other settings or run: CSV moved aside
     done = read_scores(csv_path)
     device = select_device(cfg)
-    decode = build_decoder(cfg)
-    for iteration, path in found:
-        if iteration in done:
-            logger.info("checkpoint %d already scored: skipped", iteration)
-            continue
-        model, _ = load_inference_model(cfg, path, device)
-        predictor = build_predictor(cfg, model, device)
-        folder = os.path.join(out, f"iter_{iteration:06d}")
-        # maps of the same model and inference settings are reused (e.g. after a threshold change);
-        # maps and instances of other settings in a checkpoint's own folder are replaced
-        summary = run_volume(cfg, predictor, decode, image, gt, folder, overwrite=True)
-        append_score(csv_path, iteration, summary)
+    with connect(cfg, blockwise, scheduler) as client:
+        for iteration, path in found:
+            if iteration in done:
+                logger.info("checkpoint %d already scored: skipped", iteration)
+                continue
+            runner = make_runner(cfg, path, device, blockwise, client)
+            folder = os.path.join(out, f"iter_{iteration:06d}")
+            # maps of the same model and inference settings are reused (e.g. after a threshold change);
+            # maps and instances of other settings in a checkpoint's own folder are replaced
+            summary = run_volume(cfg, runner, image, gt, folder, overwrite=True)
+            append_score(csv_path, iteration, summary)
     scores = read_scores(csv_path)
     print(format_scores(scores), flush=True)
     png = plot_scores(csv_path, os.path.join(out, "ap_over_iterations.png"))

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 
-from connectomics.engine.checkpoint import checkpoint_path, pending_gradients, save_checkpoint
+from connectomics.checkpoint import checkpoint_path, pending_gradients, save_checkpoint
 from connectomics.engine.scores import append_score, read_scores
 from connectomics.engine.trainer import Hook
 
@@ -96,7 +96,7 @@ def montage(last, slices):
 
 def copy_atomic(src, dst):
     """Copy ``src`` to ``dst`` under a temporary name, then rename: a kill never leaves a partial ``dst``."""
-    from connectomics.data.io import atomic_path
+    from connectomics.storage import atomic_path
 
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)

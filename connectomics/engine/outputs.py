@@ -1,15 +1,48 @@
 """Protected inference outputs: refused up front, before any training or inference runs.
 
 Outputs under an INFERENCE.OUTPUT_PATH outside the training run's folder were named by the user
-(see :func:`connectomics.engine.infer.owns_outputs`). A run that would replace one of them
+(see :func:`owns_outputs`). A run that would replace one of them
 (maps of another model or input, instances of other maps or thresholds) is refused unless
 ``--overwrite``, and that is checked here, from the settings stored with the outputs, before the
 work starts: never after hours of training or inference.
 """
 import os
 
-from connectomics.data.io import ResumeError, parse_spec, temporary_name
-from connectomics.data.settings import SETTINGS, difference, stored_settings
+from connectomics.storage import (
+    ResumeError,
+    format_of,
+    parse_spec,
+    split_names,
+    temporary_name,
+)
+from connectomics.storage.settings import SETTINGS, difference, stored_settings
+
+
+def volume_folders(cfg):
+    """``[(image_spec, gt_spec or None, output_folder)]``: one subfolder per volume when several."""
+    images = split_names(cfg.INFERENCE.IMAGE_NAME)
+    gts = split_names(cfg.EVAL.GT_NAME)
+    if gts and len(gts) != len(images):
+        raise ValueError(f"EVAL.GT_NAME names {len(gts)} volumes but INFERENCE.IMAGE_NAME names {len(images)}")
+    out = cfg.INFERENCE.OUTPUT_PATH
+    jobs = []
+    for i, spec in enumerate(images):
+        folder = out if len(images) == 1 else os.path.join(out, f"volume{i:02d}")
+        jobs.append((spec, gts[i] if gts else None, folder))
+    return jobs
+
+
+def owns_outputs(cfg):
+    """True when INFERENCE.OUTPUT_PATH lies inside DATASET.OUTPUT_PATH (its default).
+
+    Results there belong to that training run and follow its newest model: maps and instances
+    made with other settings (another model, changed input, other thresholds) are replaced.
+    Results elsewhere were named by the user and are protected: a run that would replace them
+    is refused before any work, unless ``--overwrite``.
+    """
+    run = os.path.abspath(cfg.DATASET.OUTPUT_PATH)
+    out = os.path.abspath(cfg.INFERENCE.OUTPUT_PATH)
+    return os.path.commonpath([run, out]) == run
 
 
 def _hint(cfg):
@@ -36,7 +69,7 @@ def _partial(path):
     tmp = temporary_name(path)
     if not os.path.exists(tmp):
         return "absent"
-    if path.lower().endswith(".zarr"):
+    if format_of(path) == "zarr":
         return _existing(tmp)
     import json
 
@@ -76,7 +109,7 @@ def check_protected_outputs(cfg, jobs, predictor=None, decode=None, checkpoint=N
 
             wanted = blockwise_map_settings(cfg, checkpoint, image, device)[0]
         else:
-            from connectomics.data.io import open_volume
+            from connectomics.storage import open_volume
 
             with open_volume(image) as volume:
                 tiling = predictor.tiling(tuple(volume.shape), tuple(cfg.INFERENCE.CHUNK_SIZE))
@@ -118,8 +151,7 @@ def check_outputs_before_training(cfg, overwrite):
     replace protected results (any maps or instances there are of another model, since training
     changes the model), so the refusal does not come after the training."""
     from connectomics.blockwise.build import use_blockwise
-    from connectomics.engine.checkpoint import list_checkpoints
-    from connectomics.engine.infer import owns_outputs, volume_folders
+    from connectomics.checkpoint import list_checkpoints
 
     if overwrite or not (cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME) or owns_outputs(cfg):
         return

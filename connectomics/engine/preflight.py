@@ -13,8 +13,8 @@ import tempfile
 import numpy as np
 from tqdm import tqdm
 
-from connectomics.config import ConfigError, check_input_files, split_names
-from connectomics.data.io import VolumeError, open_volume
+from connectomics.config import ConfigError, check_input_files
+from connectomics.storage import VolumeError, open_volume, split_names
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def scan_float_range(volume, name):
 
 def check_inference_volumes(cfg):
     """Every INFERENCE.IMAGE_NAME volume can be segmented, and its EVAL.GT_NAME has its shape."""
-    from connectomics.engine.infer import volume_folders
+    from connectomics.engine.outputs import volume_folders
     from connectomics.inference.predictor import check_volume
 
     try:

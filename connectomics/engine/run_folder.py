@@ -19,7 +19,7 @@ import logging
 import os
 
 from connectomics.config.compare import config_differences
-from connectomics.data.io import ResumeError, atomic_path
+from connectomics.storage import ResumeError, atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ def training_inputs(cfg):
 
     Synthetic volumes are identified by their seed and shape (what they are generated from), so
     volumes generated again with the same settings still belong to the run; others by
-    :func:`~connectomics.data.identity.volume_identity`, which a move or a copy that keeps
+    :func:`~connectomics.storage.identity.volume_identity`, which a move or a copy that keeps
     the time stamps does not change.
     """
-    from connectomics.config import split_names
-    from connectomics.data.identity import volume_identity
     from connectomics.data.synthetic import synthetic_identities
+    from connectomics.storage import split_names
+    from connectomics.storage.identity import volume_identity
 
     synthetic = synthetic_identities(cfg)
     return {key: [synthetic.get(spec) or (volume_identity(spec) if os.path.exists(_file(spec)) else None)
@@ -74,13 +74,13 @@ def training_inputs(cfg):
 
 
 def _file(spec):
-    from connectomics.data.io import parse_spec
+    from connectomics.storage import parse_spec
 
     return parse_spec(spec)[0]
 
 
 def _has_checkpoints(folder):
-    from connectomics.engine.checkpoint import list_checkpoints
+    from connectomics.checkpoint import list_checkpoints
 
     return bool(list_checkpoints(folder))
 

@@ -55,7 +55,7 @@ def read_scores(csv_path):
 def append_score(csv_path, iteration, summary):
     """Record ``iteration,AP75,AP50`` (header written with the first row); an older row of the
     same iteration is replaced, so a rerun does not leave duplicates. Written atomically."""
-    from connectomics.data.io import atomic_path
+    from connectomics.storage import atomic_path
 
     lines = []
     if os.path.exists(csv_path):
@@ -72,7 +72,7 @@ def append_score(csv_path, iteration, summary):
 def score_settings(cfg, image_spec, gt_spec, model=None):
     """A JSON-able dict of what a score depends on besides the checkpoint's iteration: the image and
     ground truth (names and content identity), the training run whose checkpoints are scored
-    (``model``: :func:`~connectomics.engine.checkpoint.model_identity`), and the inference,
+    (``model``: :func:`~connectomics.checkpoint.model_identity`), and the inference,
     post-processing and evaluation keys (keys that only move files or bound memory left out)."""
     settings = {"image": os.fspath(image_spec), "image_id": _identity(image_spec),
                 "gt": os.fspath(gt_spec) if gt_spec else None, "gt_id": _identity(gt_spec), "model": model}
@@ -83,7 +83,7 @@ def score_settings(cfg, image_spec, gt_spec, model=None):
 
 def _identity(spec):
     """The content identity of a volume (None: no volume, or not on disk)."""
-    from connectomics.data.identity import volume_identity
+    from connectomics.storage.identity import volume_identity
 
     try:
         return volume_identity(spec) if spec else None
@@ -98,7 +98,7 @@ def use_score_settings(csv_path, settings):
     settings file), logging the keys that differ; then the settings file is (re)written. A CSV
     without a settings file (older runs, ``evaluate.py --csv``) is kept as it is.
     """
-    from connectomics.data.io import atomic_path
+    from connectomics.storage import atomic_path
 
     path = os.fspath(csv_path) + SETTINGS_SUFFIX
     stale = False

@@ -4,14 +4,26 @@ import os
 
 import torch
 
-from connectomics.config import split_names
-from connectomics.engine.distributed import (RankIndices, cleanup, init_distributed, is_main_process,
-                                             per_rank_batch, wrap_model)
-from connectomics.engine.checkpoint import (latest_checkpoint, load_model_weights, new_run_id, read_checkpoint,
-                                            restore_training_state, unwrap)
+from connectomics.checkpoint import (
+    latest_checkpoint,
+    load_model_weights,
+    new_run_id,
+    read_checkpoint,
+    restore_training_state,
+    unwrap,
+)
+from connectomics.engine.distributed import (
+    RankIndices,
+    cleanup,
+    init_distributed,
+    is_main_process,
+    per_rank_batch,
+    wrap_model,
+)
 from connectomics.engine.hooks import CheckpointHook, LoggingHook, ValidationHook
 from connectomics.engine.solver import build_lr_scheduler, build_optimizer
 from connectomics.engine.trainer import Trainer
+from connectomics.storage import split_names
 from connectomics.utils.precision import autocast_dtype, describe
 
 logger = logging.getLogger(__name__)
@@ -62,11 +74,11 @@ def make_validator(cfg, device):
     if not cfg.DATASET.VAL_IMAGE_NAME:
         return None
     from connectomics.data.dataset import prepare_image
-    from connectomics.data.io import read_volume
-    from connectomics.evaluation import evaluate_volumes
+    from connectomics.evaluation import build_evaluation
     from connectomics.inference import build_predictor, predict_volume
     from connectomics.postprocess import build_decoder
     from connectomics.postprocess.confidence import instance_confidence
+    from connectomics.storage import read_volume
 
     spec = split_names(cfg.DATASET.VAL_IMAGE_NAME)[0]
     gt_spec = split_names(cfg.DATASET.VAL_LABEL_NAME)[0]
@@ -76,7 +88,7 @@ def make_validator(cfg, device):
                        gt_spec, cfg.EVAL.CRUMB_SIZE)
         return None
     image = prepare_image(read_volume(spec), spec)
-    decode = build_decoder(cfg)
+    decode, evaluate = build_decoder(cfg), build_evaluation(cfg)
 
     def validate(model):
         predictor = build_predictor(cfg, unwrap(model), device)
@@ -84,8 +96,7 @@ def make_validator(cfg, device):
         pred = decode(probs)
         scores = instance_confidence(pred, probs) if cfg.EVAL.SCORE == "foreground" else None
         del probs
-        return evaluate_volumes(gt_spec, pred, scores=scores, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
-                                crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES).summary
+        return evaluate(gt_spec, pred, scores=scores).summary
 
     return validate
 
@@ -96,7 +107,7 @@ def has_scorable_instance(spec, crumb_size, slab_voxels=1 << 24):
     import fastremap
     import numpy as np
 
-    from connectomics.data.io import open_volume
+    from connectomics.storage import open_volume
 
     sizes = {}
     with open_volume(spec) as labels:

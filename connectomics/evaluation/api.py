@@ -3,14 +3,24 @@
 Pipeline: one streaming pass -> ``OverlapTable`` (sizes + intersections) -> evaluation order
 (``rank_predictions``) -> best matches (``match_predictions``) -> AP (``accumulate``).
 """
+import functools
 import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from connectomics.evaluation.average_precision import (IOU_THRESHOLDS, RECALL_THRESHOLDS,
-                                                       accumulate, mean_precision)
-from connectomics.evaluation.matching import AREA_NAMES, Matches, area_ranges, match_predictions
+from connectomics.evaluation.average_precision import (
+    IOU_THRESHOLDS,
+    RECALL_THRESHOLDS,
+    accumulate,
+    mean_precision,
+)
+from connectomics.evaluation.matching import (
+    AREA_NAMES,
+    Matches,
+    area_ranges,
+    match_predictions,
+)
 from connectomics.evaluation.overlap import MAX_SLAB_MIB, overlap_table
 from connectomics.evaluation.scores import rank_predictions
 from connectomics.evaluation.sources import source_name
@@ -124,3 +134,11 @@ def _notes(summary, ranges):
             notes.append(f"no {name} GT instance ({bounds} voxels): AP75_{name} is -1 (undefined), "
                          "as in the official evaluator")
     return notes
+
+
+def build_evaluation(cfg):
+    """The config door of evaluation: :func:`evaluate_volumes` with ``cfg.EVAL``'s size bins
+    (AREA_THRESHOLDS), crumb size (CRUMB_SIZE) and slab length (CHUNK_SLICES) bound; called as
+    ``evaluate(gt, pred, scores=None, **other keywords)``."""
+    return functools.partial(evaluate_volumes, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
+                             crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES)

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from connectomics.data.io import atomic_path
+from connectomics.storage import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from connectomics.data.io import H5_EXTENSIONS, parse_spec, read_volume
+from connectomics.storage import format_of, parse_spec, read_volume
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def load_scores(path):
     file, _ = parse_spec(path)
     if not os.path.exists(file):
         raise FileNotFoundError(f"score file not found: {file}")
-    if file.lower().endswith(H5_EXTENSIONS):
+    if format_of(file) == "hdf5":
         return np.squeeze(read_volume(path))
     if file.lower().endswith((".txt", ".csv")):
         with open(file, encoding="utf-8") as f:

@@ -1,7 +1,7 @@
 """Label volumes for the evaluator: open, check, and read z-slabs as uint32/uint64.
 
 A source is a NumPy array, an ``h5py.Dataset`` or a spec string ``file.h5[:key]`` (anything
-``connectomics.data.io.open_volume`` reads). Leading singleton axes are dropped, so a
+``connectomics.storage.open_volume`` reads). Leading singleton axes are dropped, so a
 (1, Z, Y, X) volume is a (Z, Y, X) one. Slabs are returned as C-contiguous uint32 (labels of
 <= 4 bytes) or uint64 arrays, the two dtypes the overlap kernel takes:
 
@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from connectomics.data.io import VolumeError, open_volume
+from connectomics.storage import VolumeError, open_volume
 
 logger = logging.getLogger(__name__)
 

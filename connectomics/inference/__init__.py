@@ -4,9 +4,10 @@
 (batched forward, test-time augmentation (``tta``), float32 blending
 (``blending``)) -> ``writer`` (chunked, resumable, atomic HDF5).
 """
+from connectomics.errors import ResumeError
 from connectomics.inference.predictor import Predictor, build_predictor, predict_volume
 from connectomics.inference.tiling import Chunk, Tiling
-from connectomics.inference.writer import ResumeError, infer_volume_to_file
+from connectomics.inference.writer import infer_volume_to_file
 
 __all__ = ["Chunk", "Predictor", "ResumeError", "Tiling", "build_predictor", "infer_volume_to_file",
            "predict_volume"]

@@ -25,10 +25,11 @@ import math
 import numpy as np
 import torch
 
-from connectomics.data.io import VolumeError
+from connectomics.geometry import Box, read_box
 from connectomics.inference.blending import blending_weights, finalize_uint8
-from connectomics.inference.tiling import Tiling, check_window, read_box
+from connectomics.inference.tiling import Tiling, check_window
 from connectomics.inference.tta import AUG_MODES, predict_tta, tta_variants
+from connectomics.storage import VolumeError
 from connectomics.utils.precision import autocast, autocast_dtype
 
 logger = logging.getLogger(__name__)
@@ -144,13 +145,11 @@ class Predictor:
             source = self.read_chunk(volume, chunk)
         workspace = workspace or Workspace(self.device)
         source = _to_device_volume(source, self.device)
-        read0 = [a for a, _ in chunk.read]
-        write0 = [a for a, _ in chunk.write]
         acc = weight = None
         with self._model_mode():
             for first in range(0, len(chunk.windows), self.batch_size):
                 starts = chunk.windows[first:first + self.batch_size]
-                x = torch.stack([source[_box(s, read0, self.window)] for s in starts])[:, None]
+                x = torch.stack([source[Box.at(s, self.window).slices(chunk.read)] for s in starts])[:, None]
                 x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
                 if self.eval_mode:  # in train mode zero windows would enter the batch statistics
                     x = _full_batch(x, self.batch_size)
@@ -160,7 +159,8 @@ class Predictor:
                     acc = workspace.zeros("acc", (probs.shape[1],) + chunk.write_shape, torch.float32)
                     weight = workspace.zeros("weight", chunk.write_shape, torch.float32)
                 for k, start in enumerate(starts):
-                    dst, src = _overlap(start, self.window, chunk.write, write0)
+                    part = Box.at(start, self.window).intersect(chunk.write)
+                    dst, src = part.slices(chunk.write), part.slices(start)
                     acc[(slice(None),) + dst].add_(probs[(k, slice(None)) + src])
                     weight[dst].add_(self.weights[src])
             out = finalize_uint8(acc, weight, workspace.empty("out", acc.shape, torch.uint8))
@@ -204,20 +204,6 @@ def _full_batch(x, batch_size):
     if x.shape[0] == batch_size:
         return x
     return torch.cat([x, x.new_zeros((batch_size - x.shape[0],) + tuple(x.shape[1:]))])
-
-
-def _box(start, origin, size):
-    return tuple(slice(a - o, a - o + w) for a, o, w in zip(start, origin, size))
-
-
-def _overlap(start, window, write, write0):
-    """Slices (into the write box, into the window) of a window's part inside the write box."""
-    dst, src = [], []
-    for a, w, (c0, c1), o in zip(start, window, write, write0):
-        lo, hi = max(a, c0), min(a + w, c1)
-        dst.append(slice(lo - o, hi - o))
-        src.append(slice(lo - a, hi - a))
-    return tuple(dst), tuple(src)
 
 
 def check_volume(volume, name="volume"):

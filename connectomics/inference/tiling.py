@@ -36,7 +36,7 @@ first voxel of the volume; negative coordinates lie in the mirror padding)::
   window 8x256x256 and stride 4x128x128, 1.24x for 64x1024x1024).  Windows
   lying wholly in the padding touch no chunk and never run.
 * The read box (write box + halo) can leave the volume; its voxels outside
-  ``[0, L)`` are mirrored in GLOBAL coordinates (``reflect_index``, NumPy's
+  ``[0, L)`` are mirrored in GLOBAL coordinates (``geometry.reflect_index``, NumPy's
   'reflect' mode: ``... 2 1 | 0 1 2 ... L-1 | L-2 ...``), which is identical to
   padding the whole volume first, whatever the chunk.
 """
@@ -45,26 +45,10 @@ import logging
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from connectomics.geometry import Box
+from connectomics.geometry import triple as _triple
 
 logger = logging.getLogger(__name__)
-
-
-def reflect_index(index, length):
-    """Map integer coordinates (any range) into ``[0, length)`` by mirror reflection.
-
-    Same as ``np.pad(..., mode='reflect')`` (the border voxel is not repeated),
-    extended periodically so that pads longer than the volume work too.
-    ``index``: int or integer ndarray; returns the same type.
-    """
-    if length < 1:
-        raise ValueError(f"cannot reflect into an empty axis (length {length})")
-    if length == 1:
-        return np.zeros_like(index) if isinstance(index, np.ndarray) else 0
-    period = 2 * (length - 1)
-    m = np.mod(index, period)
-    return np.where(m >= length, period - m, m) if isinstance(m, np.ndarray) else (
-        period - m if m >= length else m)
 
 
 def axis_padding(length, window, pad):
@@ -106,7 +90,7 @@ def _check_axis(length, window, stride, pad):
 
 @dataclass(frozen=True)
 class Chunk:
-    """One unit of chunked inference (all boxes are ((z0, z1), (y0, y1), (x0, x1)), volume coords).
+    """One unit of chunked inference (boxes are :class:`~connectomics.geometry.Box`, volume coords).
 
     ``index``: position in the chunk grid; ``write``: output box inside the
     volume; ``read``: union of its windows (may leave the volume: mirrored);
@@ -114,17 +98,17 @@ class Chunk:
     """
 
     index: tuple
-    write: tuple
-    read: tuple
+    write: Box
+    read: Box
     windows: tuple
 
     @property
     def write_shape(self):
-        return tuple(b - a for a, b in self.write)
+        return self.write.shape
 
     @property
     def read_shape(self):
-        return tuple(b - a for a, b in self.read)
+        return self.read.shape
 
 
 def chunk_borders(length, chunk, starts, window, stride):
@@ -218,7 +202,7 @@ class Tiling:
             write.append((c0, c1))
             read.append((touching[0], touching[-1] + w))
             axis_starts.append(touching)
-        return Chunk(index, tuple(write), tuple(read), tuple(itertools.product(*axis_starts)))
+        return Chunk(index, Box(write), Box(read), tuple(itertools.product(*axis_starts)))
 
     def chunks(self):
         """All chunks in raster order (a generator)."""
@@ -228,31 +212,3 @@ class Tiling:
         """Windows run over all chunks (>= num_windows: border windows run once per chunk)."""
         return math.prod(sum(len(self._touching(starts, w, c0, c1)) for c0, c1 in zip(borders, borders[1:]))
                          for borders, w, starts in zip(self.borders, self.window, self.starts))
-
-
-def _triple(value, name, low=1):
-    try:
-        out = tuple(int(v) for v in value)
-    except TypeError:
-        raise ValueError(f"{name} must be three integers (z, y, x), got {value!r}") from None
-    if len(out) != 3 or any(v < low for v in out) or any(int(v) != v for v in value):
-        raise ValueError(f"{name} must be three integers >= {low} (z, y, x), got {value!r}")
-    return out
-
-
-def read_box(volume, box):
-    """Read ``box`` (((z0, z1), (y0, y1), (x0, x1)), may leave the volume) from ``volume``.
-
-    ``volume``: any (Z, Y, X) array-like with ``.shape`` and slicing (NumPy
-    array, h5py dataset). Only the voxels the box needs are read (one slice);
-    voxels outside the volume are mirrored in global coordinates. Returns a
-    NumPy array of the box shape and the volume's dtype.
-    """
-    shape = tuple(volume.shape)
-    indices = [reflect_index(np.arange(a, b), n) for (a, b), n in zip(box, shape)]
-    src = tuple(slice(int(i.min()), int(i.max()) + 1) for i in indices)
-    block = np.asarray(volume[src])
-    for axis, ((a, b), n, i, s) in enumerate(zip(box, shape, indices, src)):
-        if a < 0 or b > n:  # mirrored axis: one gather along it (cheaper than a 3D fancy index)
-            block = np.take(block, i - s.start, axis=axis)
-    return block

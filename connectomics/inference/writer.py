@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from connectomics.data.io import (ResumeError, VolumeError, h5_chunks, open_volume,  # noqa: F401 (re-export)
-                                  temporary_name)
-from connectomics.data.settings import SETTINGS, difference
+from connectomics.errors import ResumeError, VolumeError
 from connectomics.inference.predictor import Workspace, check_volume
+from connectomics.storage import h5_chunks, open_volume, temporary_name
+from connectomics.storage.settings import SETTINGS, difference
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def model_fingerprint(model):
 def run_settings(predictor, tiling, input_spec):
     """The dict stored with a (partial) output and compared when resuming: the predictor's
     settings, the tiling, the model's weights and the input's name and content identity
-    (:func:`~connectomics.data.identity.volume_identity`: a changed input is inferred again)."""
-    from connectomics.data.identity import volume_identity
+    (:func:`~connectomics.storage.identity.volume_identity`: a changed input is inferred again)."""
+    from connectomics.storage.identity import volume_identity
 
     settings = dict(predictor.settings())
     settings.update(volume_shape=list(tiling.volume_shape), chunk_size=list(tiling.chunk_size),

@@ -9,26 +9,8 @@ passed only the first one, and only when it was not a placeholder).
 """
 import torch
 
-from connectomics.config import target_channels
+from connectomics.data.targets import target_channels, target_names
 from connectomics.losses.losses import LOSS_REGISTRY, REGULARIZER_REGISTRY
-
-TARGET_NAMES = {"0": "foreground", "4": "contour"}  # TARGET_OPT code head -> readable name
-
-
-def target_names(target_opts):
-    """Readable, unique names of TARGET_OPT codes: ``['0', '4-2-1'] -> ['foreground', 'contour']``."""
-    names = []
-    for opt in target_opts:
-        head = str(opt).split("-")[0]
-        if head not in TARGET_NAMES:
-            raise ValueError(f"config key MODEL.TARGET_OPT has {opt!r}: supported codes are "
-                             "'0' (foreground) and '4-S-B' (instance contour)")
-        name, k = TARGET_NAMES[head], 1
-        while name in names:
-            k += 1
-            name = f"{TARGET_NAMES[head]}_{k}"
-        names.append(name)
-    return names
 
 
 def _lookup(registry, name, key):

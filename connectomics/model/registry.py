@@ -5,7 +5,7 @@ arguments of its constructor.
 """
 import logging
 
-from connectomics.config import target_channels
+from connectomics.data.targets import target_channels
 from connectomics.model.rsunet import RSUNet
 from connectomics.model.unet_residual import UNetResidual3D
 

@@ -1,45 +1,38 @@
 """The config door of post-processing: ``cfg.POSTPROCESS.*`` -> a decoder with plain arguments."""
 import functools
-import inspect
 
-from connectomics.postprocess.decoders import check_params, get_decoder
-
-# decoder keyword -> POSTPROCESS key
-PARAM_KEYS = {
-    "seed_threshold": "SEED_THRESHOLD",
-    "contour_threshold": "CONTOUR_THRESHOLD",
-    "foreground_threshold": "FOREGROUND_THRESHOLD",
-    "min_size": "MIN_SIZE",
-    "small_mode": "SMALL_MODE",
-    "connectivity": "CONNECTIVITY",
-    "seed_connectivity": "SEED_CONNECTIVITY",
-    "dilation": "DILATION",
-    "dilation_mode": "DILATION_MODE",
-    "merge_threshold": "MERGE_THRESHOLD",
-    "merge_function": "MERGE_FUNCTION",
-}
+from connectomics.postprocess.decoders import check_params
+from connectomics.postprocess.registry import decoder_keywords, get_decoder
 
 
 def decoder_params(cfg, name=None):
     """``(name, {keyword: value})`` of the decoder that ``cfg.POSTPROCESS`` selects.
 
-    Only the keywords the decoder accepts are taken from the config.
+    Keyword ``k`` of the decoder takes the value of ``POSTPROCESS.<K upper-case>`` where that key
+    exists (the decoder's own default otherwise); lists become tuples.
     """
     post = cfg.POSTPROCESS
     name = name or post.DECODER
     try:
-        decoder = get_decoder(name)
+        keywords = decoder_keywords(name)
     except ValueError as err:
         raise ValueError(f"config key POSTPROCESS.DECODER: {err}") from None
-    accepted = inspect.signature(decoder).parameters
-    params = {arg: post[key] for arg, key in PARAM_KEYS.items() if arg in accepted}
-    if "dilation" in params:
-        params["dilation"] = tuple(params["dilation"])
+    params = {k: config_value(post[config_key(k)]) for k in keywords if config_key(k) in post}
     try:
         check_params(**params)
     except ValueError as err:
         raise ValueError(f"config section POSTPROCESS (decoder {name}): {err}") from None
     return name, params
+
+
+def config_value(value):
+    """A POSTPROCESS value as a decoder keyword: lists (a dilation window) become tuples."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def config_key(keyword):
+    """The POSTPROCESS key of a decoder keyword: ``seed_threshold`` -> ``SEED_THRESHOLD``."""
+    return keyword.upper()
 
 
 def build_decoder(cfg):

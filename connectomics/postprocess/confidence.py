@@ -22,7 +22,14 @@ import fastremap
 import numpy as np
 from tqdm import tqdm
 
-from connectomics.data.io import VolumeError, atomic_path, open_volume, parse_spec, remove_path
+from connectomics.geometry import BlockGrid
+from connectomics.storage import (
+    VolumeError,
+    atomic_path,
+    open_volume,
+    parse_spec,
+    remove_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +45,15 @@ def block_grid(shape, chunks=None, max_voxels=BLOCK_VOXELS):
     to ``max_voxels`` (one chunk at least); without (an in-memory array) boxes are z-slabs of
     whole slices (rows of a slice where one slice exceeds ``max_voxels``).
     """
-    from connectomics.blockwise.blocks import BlockGrid, slices  # here: blockwise imports this package
-
     if chunks is None:
         unit, order = [1, 1, 1], (2, 1, 0)
     else:
         unit, order = [max(1, min(int(c), s)) for c, s in zip(tuple(chunks)[-3:], shape)], (0, 1, 2)
-    box = list(unit)
+    block = list(unit)
     for axis in order:
-        others = int(np.prod(box)) // box[axis]
-        box[axis] = min(shape[axis], unit[axis] * max(1, max_voxels // (others * unit[axis])))
-    grid = BlockGrid(shape, box)
-    return [slices(grid.box(index)) for index in grid.indices()]
+        others = int(np.prod(block)) // block[axis]
+        block[axis] = min(shape[axis], unit[axis] * max(1, max_voxels // (others * unit[axis])))
+    return [box.slices() for box in BlockGrid(shape, block).boxes()]
 
 
 def block_sums(labels, foreground, max_voxels=BLOCK_VOXELS):

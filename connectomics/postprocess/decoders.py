@@ -28,10 +28,23 @@ import logging
 
 import numpy as np
 
-from connectomics.postprocess.agglomerate import interior_map, map_affinities, merge_fragments, scoring_function
+from connectomics.postprocess.agglomerate import (
+    interior_map,
+    map_affinities,
+    merge_fragments,
+    scoring_function,
+)
 from connectomics.postprocess.cleanup import SMALL_MODES, remove_small_instances
 from connectomics.postprocess.grow import GROW_MODES, check_window, grow_labels
 from connectomics.postprocess.maps import check_maps, threshold_level
+from connectomics.postprocess.registry import (
+    CONTOUR_THRESHOLDS,
+    FOREGROUND_THRESHOLDS,
+    THRESHOLDS,
+    BlockPlan,
+    Decoder,
+    register_decoder,
+)
 from connectomics.postprocess.seeds import label_seeds, seed_components
 from connectomics.postprocess.watershed import seeded_watershed
 
@@ -39,10 +52,12 @@ logger = logging.getLogger(__name__)
 
 
 def check_params(small_mode="background", connectivity=6, min_size=128, dilation=None, dilation_mode=None,
-                 merge_function=None, seed_connectivity=26, **thresholds):
-    """Raise ValueError naming the first bad decoder argument."""
-    for name, value in thresholds.items():
-        threshold_level(value, name)
+                 merge_function=None, seed_connectivity=26, **others):
+    """Raise ValueError naming the first bad decoder argument (of the built-in decoders' keywords:
+    ``*_threshold`` ones are fractions of 1; a registered decoder checks its own other keywords)."""
+    for name, value in others.items():
+        if name.endswith("_threshold"):
+            threshold_level(value, name)
     if small_mode not in SMALL_MODES:
         raise ValueError(f"small_mode = {small_mode!r}: must be one of {', '.join(SMALL_MODES)}")
     for name, value in (("connectivity", connectivity), ("seed_connectivity", seed_connectivity)):
@@ -170,23 +185,35 @@ def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, fore
     return remove_small_instances(labels, min_size, small_mode)[0]
 
 
-DECODERS = {
-    "bc_watershed": bc_watershed,
-    "binary_watershed": binary_watershed,
-    "bc_connected": bc_connected,
-    "seed_agglomerate": seed_agglomerate,
-    "watershed_agglomerate": watershed_agglomerate,
-}
+def flood_block(labels, read_maps, params):
+    """Blockwise step of bc_watershed / binary_watershed: the foreground flood from the seeds."""
+    foreground = read_maps(1)[0]
+    max_level = 254 - threshold_level(params["foreground_threshold"], "foreground_threshold")
+    seeded_watershed(foreground, labels, max_level=max_level, invert=True, connectivity=params["connectivity"],
+                     inplace=True)
 
 
-def get_decoder(name):
-    """The decoder function registered as ``name``; an unknown name lists the valid ones."""
-    if name not in DECODERS:
-        raise ValueError(f"unknown decoder {name!r}; valid: {', '.join(DECODERS)}")
-    return DECODERS[name]
+def grow_block(labels, read_maps, params):
+    """Blockwise step of bc_connected / seed_agglomerate: growth by the dilation window."""
+    grow_labels(labels, tuple(params["dilation"]), params["dilation_mode"])
 
 
-def decode(probs, decoder="bc_watershed", **params):
-    """Decode ``probs`` (C, Z, Y, X) with the named decoder and its keyword thresholds."""
-    return get_decoder(decoder)(probs, **params)
+def grow_halo(params):
+    """The halo growth needs: the dilation window's radius."""
+    return tuple((d - 1) // 2 for d in params["dilation"])
 
+
+_SEED, _CONTOUR, _FOREGROUND = ("seed_threshold", THRESHOLDS), ("contour_threshold", CONTOUR_THRESHOLDS), \
+    ("foreground_threshold", FOREGROUND_THRESHOLDS)
+register_decoder(Decoder("bc_watershed", bc_watershed, grids=dict([_SEED, _CONTOUR, _FOREGROUND]),
+                         blockwise=BlockPlan(flood_block)))
+register_decoder(Decoder("binary_watershed", binary_watershed, channels=1, grids=dict([_SEED, _FOREGROUND]),
+                         axes=("seed_threshold", "foreground_threshold"),
+                         blockwise=BlockPlan(flood_block, contour=False)))
+register_decoder(Decoder("bc_connected", bc_connected, grids=dict([_SEED, _CONTOUR]),
+                         blockwise=BlockPlan(grow_block, halo=grow_halo)))
+register_decoder(Decoder("seed_agglomerate", seed_agglomerate, grids=dict([_SEED, _CONTOUR]),
+                         blockwise=BlockPlan(grow_block, min_seed=2, halo=grow_halo)))  # waterz drops 1-voxel seeds
+register_decoder(Decoder("watershed_agglomerate", watershed_agglomerate,
+                         grids=dict([_SEED, _CONTOUR, _FOREGROUND, ("merge_threshold", (0.2, 0.3, 0.4, 0.5, 0.6, 0.7))]),
+                         no_blockwise="watershed_agglomerate merges fragments across the whole volume"))

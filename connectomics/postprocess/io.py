@@ -4,17 +4,27 @@ and their confidence table (``instances_scores.txt``, see :mod:`connectomics.pos
 The instances record what made them (decoder, its keywords, the maps' name and content
 identity) in the dataset attribute ``connectomics_settings``, as the blockwise export does: a
 rerun with the same settings on unchanged maps reuses them; other settings or changed maps are
-refused unless ``overwrite`` (see :mod:`connectomics.data.settings`).
+refused unless ``overwrite`` (see :mod:`connectomics.storage.settings`).
 """
 import logging
 import os
 import time
 import uuid
 
-from connectomics.data.io import H5_EXTENSIONS, ZARR_EXTENSIONS, VolumeError, parse_spec, read_volume, \
-    remove_path, write_volume
-from connectomics.postprocess.confidence import (instance_confidence, scores_path, write_instance_confidence,
-                                                 write_scores)
+from connectomics.postprocess.confidence import (
+    instance_confidence,
+    scores_path,
+    write_instance_confidence,
+    write_scores,
+)
+from connectomics.storage import (
+    VolumeError,
+    format_of,
+    parse_spec,
+    read_volume,
+    remove_path,
+    write_volume,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +35,7 @@ def decode_settings(input_spec, decode_fn):
     ``decode_fn``: ``functools.partial(decoder, **keywords)`` (as ``build_decoder`` makes); any
     other callable gets a one-off id, so its output is never taken for another's.
     """
-    from connectomics.data.identity import volume_identity
+    from connectomics.storage.identity import volume_identity
 
     path, key = parse_spec(input_spec)
     keywords = getattr(decode_fn, "keywords", None)
@@ -37,7 +47,7 @@ def decode_settings(input_spec, decode_fn):
 def check_maps_name(input_spec):
     """VolumeError unless ``input_spec`` names HDF5 or zarr maps (a folder or a TIFF is not maps)."""
     path = parse_spec(input_spec)[0]
-    if not path.lower().endswith(H5_EXTENSIONS + ZARR_EXTENSIONS):
+    if format_of(path) not in ("hdf5", "zarr"):
         what = "a folder" if os.path.isdir(path) else "not HDF5 or zarr"
         raise VolumeError(f"{input_spec} is {what}: probability maps are read from probs.h5[:key] or "
                           "probs.zarr[:key] ((C, Z, Y, X), as inference writes them)")
@@ -54,12 +64,12 @@ def postprocess_file(input_spec, output_spec, decode_fn, overwrite=False):
     An output made with the same settings from the same maps is kept (its score table made
     if missing); one made otherwise raises ResumeError unless ``overwrite``. Returns the output path.
     """
-    from connectomics.data.settings import SETTINGS, check_existing
+    from connectomics.storage.settings import SETTINGS, check_existing
 
     started = time.perf_counter()
     check_maps_name(input_spec)
     out_path, out_key = parse_spec(output_spec)
-    if not out_path.lower().endswith(H5_EXTENSIONS):
+    if format_of(out_path) != "hdf5":
         raise VolumeError(f"output {output_spec}: single-process post-processing writes HDF5 (instances.h5[:key]); "
                           "zarr outputs need --scheduler")
     settings = decode_settings(input_spec, decode_fn)

@@ -5,26 +5,30 @@ The search is generic over ``score_fn(labels) -> float`` (higher is better);
 At most ``max_evals`` decodes run: the grid is thinned evenly to fit.
 
 1. the given parameters (the "defaults") are scored;
-2. a grid over the two main thresholds (seed x contour; seed x foreground
-   for ``binary_watershed``), the heat map;
-3. every other tunable threshold (foreground, merge) tried one at a time
+2. a grid over the decoder's two main thresholds (its table entry's ``axes``: seed x contour;
+   seed x foreground for ``binary_watershed``), the heat map;
+3. every other tunable keyword (foreground, merge) tried one at a time
    from the best point so far, keeping what improves the score.
+
+The keywords searched and their default grids come from the decoder table
+(``POSTPROCESS.TUNE.<KEYWORD>S`` replaces a grid when set).
 """
 import dataclasses
-import inspect
 import logging
 import math
 
 import numpy as np
 from tqdm import tqdm
 
-from connectomics.postprocess.build import PARAM_KEYS
-from connectomics.postprocess.decoders import get_decoder
+from connectomics.postprocess.build import config_key
 from connectomics.postprocess.maps import check_maps
+from connectomics.postprocess.registry import (
+    decoder_entry,
+    decoder_keywords,
+    get_decoder,
+)
 
 logger = logging.getLogger(__name__)
-
-TUNABLE = ("seed_threshold", "contour_threshold", "foreground_threshold", "merge_threshold")
 
 
 @dataclasses.dataclass
@@ -42,10 +46,13 @@ class TuneResult:
 
 
 def main_axes(decoder):
-    """The two thresholds of the heat map for ``decoder``."""
-    accepted = inspect.signature(get_decoder(decoder)).parameters
-    second = "contour_threshold" if "contour_threshold" in accepted else "foreground_threshold"
-    return "seed_threshold", second
+    """The two keywords of the heat map for ``decoder`` (its table entry's ``axes``)."""
+    return tuple(decoder_entry(decoder).axes)
+
+
+def tunable(decoder):
+    """``{keyword: default grid}`` of the keywords tuning searches for ``decoder``."""
+    return dict(decoder_entry(decoder).grids)
 
 
 def thin(values, count):
@@ -71,8 +78,8 @@ def plan_grid(x_values, y_values, budget):
 class _Scorer:
     """Decode + score with a cache keyed by the parameters, counting real evaluations."""
 
-    def __init__(self, maps, decoder, score_fn, max_evals, progress):
-        self.maps, self.decode, self.score_fn = maps, get_decoder(decoder), score_fn
+    def __init__(self, decode, decoder, score_fn, max_evals, progress):
+        self.decode, self.score_fn = decode, score_fn
         self.max_evals, self.cache, self.trials = max_evals, {}, []
         self.bar = tqdm(total=max_evals, desc=f"tuning {decoder}", disable=None if progress else True)
 
@@ -81,7 +88,7 @@ class _Scorer:
         if key not in self.cache:
             if len(self.trials) >= self.max_evals:
                 return None
-            score = float(self.score_fn(self.decode(self.maps, **params)))
+            score = float(self.score_fn(self.decode(params)))
             self.cache[key] = score
             self.trials.append((dict(params), score))
             self.bar.update(1)
@@ -89,21 +96,30 @@ class _Scorer:
         return self.cache[key]
 
 
-def tune_decoder(probs, score_fn, decoder="bc_watershed", params=None, grids=None, max_evals=80, progress=True):
+def tune_decoder(probs, score_fn, decoder="bc_watershed", params=None, grids=None, max_evals=80, progress=True,
+                 decode=None):
     """Search the thresholds of ``decoder`` that maximise ``score_fn(decode(probs, **p))``.
 
-    probs: (C, Z, Y, X) maps (uint8 or float in [0, 1]); params: the starting
+    probs: (C, Z, Y, X) maps (uint8 or float in [0, 1]), or None with ``decode``: a callable
+    ``decode(params) -> labels`` (e.g. blockwise into a store; ``score_fn`` gets what it returns)
+    that replaces the in-memory decode of ``probs``; params: the starting
     (default) keyword arguments of the decoder; grids: ``{keyword: [values]}``
-    for the keywords in ``TUNABLE`` (missing ones are not searched).
+    for the decoder's tunable keywords (:func:`tunable`; missing ones are not searched).
     Returns a :class:`TuneResult`.
     """
-    accepted = inspect.signature(get_decoder(decoder)).parameters
+    accepted, searched = decoder_keywords(decoder), tunable(decoder)
     params = {k: v for k, v in (params or {}).items() if k in accepted}
-    grids = {k: list(v) for k, v in (grids or {}).items() if k in accepted and k in TUNABLE and len(v)}
-    maps = check_maps(probs, channels=2 if "contour_threshold" in accepted else None)
+    grids = {k: list(v) for k, v in (grids or {}).items() if k in accepted and k in searched and len(v)}
     if max_evals < 1:
         raise ValueError(f"max_evals = {max_evals}: at least one decode is needed")
-    scorer = _Scorer(maps, decoder, score_fn, max_evals, progress)
+    if decode is None:
+        maps = check_maps(probs, channels=2 if decoder_entry(decoder).channels == 2 else None)
+        function = get_decoder(decoder)
+
+        def decode(p):
+            return function(maps, **p)
+
+    scorer = _Scorer(decode, decoder, score_fn, max_evals, progress)
     default_score = scorer(params)
     best, best_score = dict(params), default_score
 
@@ -134,9 +150,9 @@ def tune_decoder(probs, score_fn, decoder="bc_watershed", params=None, grids=Non
 def best_yaml(result):
     """A YAML snippet (``POSTPROCESS: {...}``) with the decoder and its best thresholds."""
     lines = ["POSTPROCESS:", f"  DECODER: {result.decoder}"]
-    for name in TUNABLE:
+    for name in tunable(result.decoder):
         if name in result.best_params:
-            lines.append(f"  {PARAM_KEYS[name]}: {float(result.best_params[name]):g}")
+            lines.append(f"  {config_key(name)}: {float(result.best_params[name]):g}")
     return "\n".join(lines) + "\n"
 
 
@@ -173,7 +189,7 @@ def save_heatmap(result, path, score_name="AP-75"):
 
 def format_report(result, score_name="AP-75"):
     """Best vs default settings and scores, as a small text table."""
-    names = [n for n in TUNABLE if n in result.best_params or n in result.default_params]
+    names = [n for n in tunable(result.decoder) if n in result.best_params or n in result.default_params]
     lines = [f"decoder {result.decoder}: {len(result.trials)} decodes",
              f"{'':22s}{'default':>10s}{'best':>10s}"]
     for name in names:
@@ -181,39 +197,3 @@ def format_report(result, score_name="AP-75"):
                      f"{result.best_params.get(name, float('nan')):>10g}")
     lines.append(f"{score_name:22s}{result.default_score:>10.4f}{result.best_score:>10.4f}")
     return "\n".join(lines)
-
-
-def run_tuning(cfg, input_spec, gt_spec, folder, max_evals=None):
-    """The config door: tune ``cfg.POSTPROCESS`` on files with AP-75; write the heat map and YAML.
-
-    Returns the text report (``format_report``) with the paths written.
-    """
-    import os
-
-    from connectomics.data.io import read_volume
-    from connectomics.evaluation import evaluate_volumes
-    from connectomics.postprocess.build import decoder_params
-    from connectomics.postprocess.confidence import instance_confidence
-
-    name, params = decoder_params(cfg)
-    tune = cfg.POSTPROCESS.TUNE
-    grids = {"seed_threshold": tune.SEED_THRESHOLDS, "contour_threshold": tune.CONTOUR_THRESHOLDS,
-             "foreground_threshold": tune.FOREGROUND_THRESHOLDS, "merge_threshold": tune.MERGE_THRESHOLDS}
-    probs, gt = read_volume(input_spec), read_volume(gt_spec)
-    if gt.shape != probs.shape[1:]:
-        raise ValueError(f"ground truth {gt_spec} has shape {gt.shape}, the maps {input_spec} {probs.shape}: "
-                         "expected (Z, Y, X) equal to the maps' (C, Z, Y, X) without C")
-
-    def ap75(labels):
-        scores = instance_confidence(labels, probs) if cfg.EVAL.SCORE == "foreground" else None
-        return evaluate_volumes(gt, labels, scores=scores, area_thresholds=tuple(cfg.EVAL.AREA_THRESHOLDS),
-                                crumb_size=cfg.EVAL.CRUMB_SIZE, chunk_slices=cfg.EVAL.CHUNK_SLICES).summary["AP75"]
-
-    result = tune_decoder(probs, ap75, name, params, grids,
-                          tune.MAX_EVALS if max_evals is None else max_evals)  # 0 is an error, not the default
-    os.makedirs(folder, exist_ok=True)
-    heatmap = save_heatmap(result, os.path.join(folder, "tune_heatmap.png"))
-    snippet = os.path.join(folder, "tune_best.yaml")
-    with open(snippet, "w", encoding="utf-8") as f:
-        f.write(best_yaml(result))
-    return f"{format_report(result)}\nheat map: {heatmap}\nbest settings: {snippet}\n{best_yaml(result)}"

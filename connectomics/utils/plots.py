@@ -26,10 +26,10 @@ def plot_curve(x, series, path, xlabel="iteration", ylabel="", title=None):
 
 
 def save_figure(fig, path, **kwargs):
-    """``fig.savefig`` under the temporary name of :func:`connectomics.data.io.atomic_path`, then
+    """``fig.savefig`` under the temporary name of :func:`connectomics.storage.atomic_path`, then
     renamed to ``path``: a killed run never leaves a truncated image under the final name. The
     format follows the extension of ``path`` (PNG if it has none)."""
-    from connectomics.data.io import atomic_path
+    from connectomics.storage import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=os.path.splitext(path)[1][1:].lower() or "png", **kwargs)

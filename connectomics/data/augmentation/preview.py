@@ -41,7 +41,7 @@ def _padded_crop(volume, corner, size):
 
 def training_pair(image_spec, label_spec, size, rng):
     """A random ``size`` crop of a training image / label (image scaled to float32 [0, 1])."""
-    from connectomics.data.io import open_volume
+    from connectomics.storage import open_volume
 
     with open_volume(image_spec) as image_vol, open_volume(label_spec) as label_vol:
         if tuple(image_vol.shape) != tuple(label_vol.shape):

@@ -11,7 +11,8 @@ import json
 import logging
 import os
 
-from connectomics.data.io import ResumeError, remove_path
+from connectomics.errors import ResumeError
+from connectomics.storage.paths import format_of, remove_path
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,7 @@ def stored_settings(path, key=None):
     ``path``: ``store.zarr`` (``key``: a member of a group) or ``file.h5`` (``key``: the
     dataset, default ``main``).
     """
-    from connectomics.data.io import H5_EXTENSIONS
-
-    if path.lower().endswith(".zarr") or (os.path.isdir(path) and not path.lower().endswith(H5_EXTENSIONS)):
+    if format_of(path) == "zarr" or (os.path.isdir(path) and format_of(path) != "hdf5"):
         # a zarr store (a temporary one has no .zarr ending)
         target = os.path.join(path, key) if key else path
         if not os.path.exists(target):
@@ -90,11 +89,15 @@ def check_existing(path, settings, overwrite, what="output", key=None):
         logger.info("%s %s is already complete; nothing to do", what, path)
         return True
     name = f"{path}:{key}" if key else path
-    if not overwrite:
-        raise ResumeError(f"{what} {name} exists from a run with other settings ({diff}); pass --overwrite "
+    if not overwrite and not readable:
+        kind = "zarr store" if format_of(path) == "zarr" else "HDF5 file"
+        raise ResumeError(f"{what} {name} exists and is not a readable {kind}; pass --overwrite (overwrite=True) "
                           "to replace it, or choose another output name")
+    if not overwrite:
+        raise ResumeError(f"{what} {name} exists and was made with other settings ({diff}); pass --overwrite "
+                          "(overwrite=True) to replace it, or choose another output name")
     logger.warning("replacing %s (made with other settings: %s)", name, diff)
-    if path.lower().endswith(".zarr"):
+    if format_of(path) == "zarr":
         remove_path(os.path.join(path, key) if key else path)
     elif not readable and not os.path.isdir(path):  # a folder in the way is the user's: never removed
         remove_path(path)

@@ -28,6 +28,9 @@ import os
 
 import numpy as np
 
+from connectomics.storage.paths import parse_spec
+from connectomics.storage.volume import open_volume
+
 SAMPLE = 64  # y/x side of the sampled patch of each sampled slice
 
 
@@ -36,9 +39,8 @@ def volume_identity(source):
     slice folder or glob, ``.json`` tiles) or an array-like (NumPy: hash of its bytes; an open
     h5py dataset / zarr array: as its file or store; anything else: None, meaning unknown).
 
-    Raises FileNotFoundError / VolumeError as :func:`connectomics.data.io.open_volume`.
+    Raises FileNotFoundError / VolumeError as :func:`connectomics.storage.volume.open_volume`.
     """
-    from connectomics.data.io import open_volume, parse_spec
 
     if isinstance(source, np.ndarray):
         digest = hashlib.sha1(f"array:{source.shape}:{source.dtype}".encode())

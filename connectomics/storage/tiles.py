@@ -15,7 +15,9 @@ import os
 
 import numpy as np
 
-from connectomics.data.io import VolumeError, _read_image, index_box
+from connectomics.errors import VolumeError
+from connectomics.geometry import index_box
+from connectomics.storage.images import read_image
 
 _REQUIRED = ("image", "depth", "height", "width")
 
@@ -70,7 +72,7 @@ class TileVolume:
         full = self._tile_path(z, row, column)
         if not os.path.exists(full):
             raise FileNotFoundError(f"tile {full} listed in {self.path} is missing")
-        tile = _read_image(full)
+        tile = read_image(full)
         if self.tile_ratio != 1:
             from scipy.ndimage import zoom
 

@@ -8,8 +8,10 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from connectomics.data.io import (H5_EXTENSIONS, VolumeError, atomic_path, copy_other_datasets, h5_chunks,
-                                  open_volume, parse_spec)
+from connectomics.errors import VolumeError
+from connectomics.storage.hdf5 import copy_other_datasets, h5_chunks
+from connectomics.storage.paths import atomic_path, format_of, parse_spec
+from connectomics.storage.volume import open_volume
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def convert_volume(src_spec, dst_spec, chunks=(64, 512, 512), overwrite=False):
         lead = shape[:-3]
         full_chunks = lead + tuple(min(c, n) for c, n in zip(chunks, shape[-3:]))
         with atomic_path(path) as tmp:
-            if path.lower().endswith(".zarr"):
+            if format_of(path) == "zarr":
                 import zarr
 
                 if key:
@@ -42,7 +44,7 @@ def convert_volume(src_spec, dst_spec, chunks=(64, 512, 512), overwrite=False):
                 else:
                     dst = zarr.create_array(store=tmp, shape=shape, chunks=full_chunks, dtype=dtype, fill_value=0)
                 _copy(src, dst, full_chunks[-3])
-            elif path.lower().endswith(H5_EXTENSIONS):
+            elif format_of(path) == "hdf5":
                 import h5py
 
                 with h5py.File(tmp, "w") as f:

@@ -1,0 +1,67 @@
+"""Open, read and write a volume by its name, whatever its format: HDF5 (``file.h5`` or ``file.h5:dataset``),
+zarr (``dir.zarr[:array]``), TIFF stacks or image folders, JSON tile descriptors.
+
+Reads are lazy (array-likes that read only what is sliced); writes are atomic: data goes to a
+temporary name in the same folder and is renamed over the final name only when complete.
+"""
+import contextlib
+import os
+
+import numpy as np
+
+from connectomics.errors import VolumeError
+from connectomics.storage.hdf5 import open_dataset, write_dataset
+from connectomics.storage.images import read_image_stack
+from connectomics.storage.paths import format_of, parse_spec
+from connectomics.storage.tiles import read_tile_volume
+from connectomics.storage.zarr_array import open_zarr_array
+
+
+def _check_exists(path):
+    if not any(c in path for c in "*?[") and not os.path.exists(path):
+        raise FileNotFoundError(f"volume file not found: {path}")
+
+
+@contextlib.contextmanager
+def open_volume(spec):
+    """Yield an array-like (``.shape``, ``.dtype``, slicing) without reading the volume.
+
+    HDF5 yields the ``h5py.Dataset``, zarr the ``zarr.Array``, JSON tiles a
+    ``TileVolume`` and TIFF stacks / image folders an ``ImageStack`` (all read
+    lazily). Raises FileNotFoundError / VolumeError naming the file and key.
+    """
+    path, key = parse_spec(spec)
+    _check_exists(path)
+    kind = format_of(path)
+    if kind == "hdf5":
+        f, dataset = open_dataset(path, key)
+        with f:
+            yield dataset
+    elif kind == "zarr":
+        yield open_zarr_array(path, key)
+    elif kind == "tiles":
+        yield read_tile_volume(path)
+    else:  # a TIFF stack, a folder or glob of slices
+        yield read_image_stack(path)
+
+
+def read_volume(spec, dtype=None, ndim=None):
+    """Read a whole volume into memory as a NumPy array (optionally cast / checked)."""
+    with open_volume(spec) as vol:
+        array = np.asarray(vol[...])
+    if ndim is not None and array.ndim != ndim:
+        raise VolumeError(f"{spec}: expected a {ndim}D volume, got shape {array.shape}")
+    return array.astype(dtype, copy=False) if dtype is not None else array
+
+
+def write_volume(spec, array, compression="gzip", level=4, attrs=None):
+    """Write ``array`` to ``file.h5[:key]`` (default key ``main``) atomically, chunked and compressed.
+
+    Other datasets already in the file are kept; ``attrs`` (a dict) become the dataset's
+    attributes. Returns the final path.
+    """
+    path, key = parse_spec(spec)
+    array = np.asarray(array)
+    if format_of(path) != "hdf5":
+        raise VolumeError(f"can only write HDF5 volumes (.h5), not {path}")
+    return write_dataset(path, key or "main", array, compression, level, attrs)
