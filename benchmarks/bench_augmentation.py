@@ -57,13 +57,7 @@ def _baseline_geometric(image, label, out_size, rng):
 
 def child(size, n):
     from connectomics.config import get_cfg_defaults
-    from connectomics.data.augmentation import (
-        Compose,
-        Elastic,
-        Rescale,
-        Rotate,
-        build_train_augmentor,
-    )
+    from connectomics.data.augmentation import Compose, Elastic, Rescale, Rotate, build_train_augmentor
     from connectomics.data.augmentation.preview import synthetic_pair
 
     cfg = get_cfg_defaults()

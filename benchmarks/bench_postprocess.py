@@ -40,13 +40,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.fixtures.scenes import (  # noqa: E402
-    _remove_small_objects,
-    label_agreement,
-    maps_from_labels,
-    random_ellipsoids,
-    skimage_bc_watershed,
-)
+from connectomics.fixtures.scenes import (_remove_small_objects, label_agreement, maps_from_labels,  # noqa: E402
+                                          random_ellipsoids, skimage_bc_watershed)
 from connectomics.postprocess import DECODERS, decode  # noqa: E402
 from connectomics.postprocess.confidence import instance_confidence  # noqa: E402
 

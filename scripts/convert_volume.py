@@ -16,7 +16,7 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.utils.logging import setup_logging  # noqa: E402
+from connectomics.engine.cli import run_command  # noqa: E402
 
 logger = logging.getLogger("convert_volume")
 
@@ -28,14 +28,13 @@ def main(argv=None):
     parser.add_argument("--chunks", type=int, nargs=3, default=[64, 512, 512], metavar=("Z", "Y", "X"),
                         help="output chunk (z, y, x); channels stay whole (default: 64 512 512)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    args = parser.parse_args(argv)
-    setup_logging()
-    from connectomics.engine.cli import report_errors
+    return run_command(run, parser.parse_args(argv), logger, extra=(ValueError,))
+
+
+def run(args):
     from connectomics.storage.convert import convert_volume
 
-    with report_errors(logger, extra=(ValueError,)) as status:
-        convert_volume(args.input, args.output, args.chunks, args.overwrite)
-    return status.code
+    convert_volume(args.input, args.output, args.chunks, args.overwrite)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.config import ConfigError, check_input_files, load_cfg, save_cfg  # noqa: E402
-from connectomics.engine.cli import add_scheduler_argument, scheduler_opts  # noqa: E402
+from connectomics.engine.cli import add_scheduler_argument, run_command, scheduler_opts  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("eval_iter")
@@ -44,13 +44,7 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
-    setup_logging()
-    from connectomics.engine.cli import report_errors
-
-    with report_errors(logger, resume_hint=True, extra=(ValueError,)) as status:
-        status.code = run(args)
-    return status.code
+    return run_command(run, get_parser().parse_args(argv), logger, resume_hint=True, extra=(ValueError,))
 
 
 def run(args):
@@ -61,10 +55,7 @@ def run(args):
             opts += [key, flag]  # relative paths resolve against the current directory
     cfg = load_cfg(args.config_file, opts)
     from connectomics.engine.evaluate_checkpoints import evaluate_checkpoints
-    from connectomics.engine.preflight import (
-        check_inference_volumes,
-        check_writable_folder,
-    )
+    from connectomics.engine.preflight import check_inference_volumes, check_writable_folder
 
     if not cfg.EVAL.GT_NAME:
         raise ConfigError("no ground truth: pass --gt GT.h5 or set EVAL.GT_NAME")

@@ -63,14 +63,8 @@ def parse_numbers(text, flag, count=None):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    from connectomics.evaluation import (
-        LabelError,
-        ScoreError,
-        evaluate_volumes,
-        format_table,
-        parse_iteration,
-        write_reports,
-    )
+    from connectomics.evaluation import (LabelError, ScoreError, evaluate_volumes, format_table, parse_iteration,
+                                         write_reports)
 
     try:
         if args.threshold_crumb < 0:

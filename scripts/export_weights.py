@@ -17,7 +17,7 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.utils.logging import setup_logging  # noqa: E402
+from connectomics.engine.cli import run_command  # noqa: E402
 
 logger = logging.getLogger("export_weights")
 
@@ -27,15 +27,14 @@ def main(argv=None):
     parser.add_argument("checkpoint", help="checkpoint_XXXXXX.pth.tar of a training run")
     parser.add_argument("output", help="weights file to write (.pth)")
     parser.add_argument("--made-with", default="", help="how the weights were made (command, iterations, time)")
-    args = parser.parse_args(argv)
-    setup_logging()
-    from connectomics.checkpoint import export_weights
-    from connectomics.engine.cli import report_errors
+    return run_command(run, parser.parse_args(argv), logger)
 
-    with report_errors(logger) as status:
-        path = export_weights(args.checkpoint, args.output, args.made_with)
-        logger.info("wrote %s (%.1f MB)", path, os.path.getsize(path) / 1e6)
-    return status.code
+
+def run(args):
+    from connectomics.checkpoint import export_weights
+
+    path = export_weights(args.checkpoint, args.output, args.made_with)
+    logger.info("wrote %s (%.1f MB)", path, os.path.getsize(path) / 1e6)
 
 
 if __name__ == "__main__":

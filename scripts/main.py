@@ -24,7 +24,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.config import check_input_files, load_cfg  # noqa: E402
-from connectomics.engine.cli import add_scheduler_argument, scheduler_opts  # noqa: E402
+from connectomics.engine.cli import add_scheduler_argument, run_command, scheduler_opts  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("main")
@@ -55,13 +55,7 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
-    setup_logging()
-    from connectomics.engine.cli import report_errors
-
-    with report_errors(logger, resume_hint=True) as status:
-        status.code = run_main(args)
-    return status.code
+    return run_command(run_main, get_parser().parse_args(argv), logger, resume_hint=True)
 
 
 def run_main(args):

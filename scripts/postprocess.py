@@ -28,7 +28,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.config import load_cfg  # noqa: E402
-from connectomics.utils.logging import setup_logging  # noqa: E402
+from connectomics.engine.cli import add_scheduler_argument, run_command, scheduler_opts  # noqa: E402
 
 logger = logging.getLogger("postprocess")
 
@@ -39,9 +39,7 @@ def get_parser():
                         help="config whose POSTPROCESS section picks the decoder (default: the defaults)")
     parser.add_argument("-i", "--input", required=True, metavar="PROBS.h5[:key]", help="probability maps")
     parser.add_argument("-o", "--output", required=True, metavar="INSTANCES.h5[:key]", help="instance labels")
-    parser.add_argument("--scheduler", metavar="ADDRESS", default=None, nargs="?", const="local",
-                        help="run blockwise on Dask: 'local' (default of a bare --scheduler), 'inprocess' or "
-                             "tcp://host:port (SYSTEM.SCHEDULER)")
+    add_scheduler_argument(parser, "post-processing")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an output (and, blockwise, a work folder) made with other settings or "
                              "from other maps; without it such an output is refused and kept")
@@ -51,27 +49,21 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
-    setup_logging()
-    from connectomics.blockwise.build import (
-        connect_from_cfg,
-        postprocess_from_cfg,
-        use_blockwise,
-    )
-    from connectomics.engine.cli import report_errors
+    return run_command(run, get_parser().parse_args(argv), logger, resume_hint=True, extra=(ValueError,))
+
+
+def run(args):
+    from connectomics.blockwise.build import connect_from_cfg, postprocess_from_cfg, use_blockwise
     from connectomics.postprocess import build_decoder, postprocess_file
     from connectomics.postprocess.io import check_maps_name
 
-    opts = list(args.opts) + (["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else [])
-    with report_errors(logger, resume_hint=True, extra=(ValueError,)) as status:
-        cfg = load_cfg(args.config_file, opts)
-        check_maps_name(args.input)
-        if use_blockwise(cfg):
-            with connect_from_cfg(cfg) as client:
-                postprocess_from_cfg(cfg, args.input, args.output, client, overwrite=args.overwrite)
-        else:
-            postprocess_file(args.input, args.output, build_decoder(cfg), overwrite=args.overwrite)
-    return status.code
+    cfg = load_cfg(args.config_file, list(args.opts) + scheduler_opts(args))
+    check_maps_name(args.input)
+    if use_blockwise(cfg):
+        with connect_from_cfg(cfg) as client:
+            postprocess_from_cfg(cfg, args.input, args.output, client, overwrite=args.overwrite)
+    else:
+        postprocess_file(args.input, args.output, build_decoder(cfg), overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.config import load_cfg  # noqa: E402
 from connectomics.data.augmentation import Compose, build_train_augmentor  # noqa: E402
-from connectomics.data.augmentation.preview import (  # noqa: E402
-    render_samples,
-    synthetic_pair,
-    training_pair,
-)
-from connectomics.storage import (
-    parse_spec,  # noqa: E402
-    split_names,  # noqa: E402
-)
+from connectomics.data.augmentation.preview import render_samples, synthetic_pair, training_pair  # noqa: E402
+from connectomics.engine.cli import run_command  # noqa: E402
+from connectomics.storage import parse_spec, split_names  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,13 +34,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from connectomics.engine.cli import report_errors
-
-    with report_errors(logging.getLogger("show_augmentation")) as status:
-        run(args)
-    return status.code
+    return run_command(run, parse_args(argv), logging.getLogger("show_augmentation"), log_setup=False)
 
 
 def run(args):

@@ -21,8 +21,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectomics.config import load_cfg  # noqa: E402
-from connectomics.engine.cli import add_scheduler_argument, scheduler_opts  # noqa: E402
-from connectomics.utils.logging import setup_logging  # noqa: E402
+from connectomics.engine.cli import add_scheduler_argument, run_command, scheduler_opts  # noqa: E402
 
 logger = logging.getLogger("tune_postprocess")
 
@@ -43,18 +42,16 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
-    setup_logging()
-    from connectomics.engine.cli import report_errors
+    return run_command(run, get_parser().parse_args(argv), logger, extra=(ValueError,))
+
+
+def run(args):
     from connectomics.engine.tune import run_tuning
     from connectomics.storage import parse_spec
 
-    with report_errors(logger, extra=(ValueError,)) as status:
-        cfg = load_cfg(args.config_file, list(args.opts) + scheduler_opts(args))
-        folder = args.output_dir or os.path.dirname(os.path.abspath(parse_spec(args.input)[0]))
-        result = run_tuning(cfg, args.input, args.gt, folder, args.max_evals, scheduler=args.scheduler)
-        print(result, flush=True)
-    return status.code
+    cfg = load_cfg(args.config_file, list(args.opts) + scheduler_opts(args))
+    folder = args.output_dir or os.path.dirname(os.path.abspath(parse_spec(args.input)[0]))
+    print(run_tuning(cfg, args.input, args.gt, folder, args.max_evals, scheduler=args.scheduler), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,9 @@ import numpy as np
 import pytest
 
 from connectomics.config import get_cfg_defaults
-from connectomics.data.augmentation import (
-    Compose,
-    CutBlur,
-    CutNoise,
-    Elastic,
-    Flip,
-    Grayscale,
-    Misalignment,
-    MissingParts,
-    MissingSection,
-    MotionBlur,
-    Rescale,
-    Rotate,
-    build_train_augmentor,
-    warp,
-)
+from connectomics.data.augmentation import (Compose, CutBlur, CutNoise, Elastic, Flip, Grayscale, Misalignment,
+                                            MissingParts, MissingSection, MotionBlur, Rescale, Rotate,
+                                            build_train_augmentor, warp)
 
 INPUT = (6, 48, 64)  # non-square slices on purpose
 

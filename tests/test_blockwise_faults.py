@@ -9,13 +9,7 @@ import pytest
 import zarr
 
 import connectomics.blockwise.store as store
-from connectomics.blockwise import (
-    BlocksFailedError,
-    ResumeError,
-    SchedulerError,
-    connect,
-    postprocess_blockwise,
-)
+from connectomics.blockwise import BlocksFailedError, ResumeError, SchedulerError, connect, postprocess_blockwise
 from connectomics.config.validate import check_scheduler
 from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
 from connectomics.postprocess import decode

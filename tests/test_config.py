@@ -3,13 +3,7 @@ import os
 
 import pytest
 
-from connectomics.config import (
-    ConfigError,
-    check_input_files,
-    get_cfg_defaults,
-    load_cfg,
-    save_cfg,
-)
+from connectomics.config import ConfigError, check_input_files, get_cfg_defaults, load_cfg, save_cfg
 from connectomics.config.loader import merge_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,12 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from connectomics.evaluation import (
-    evaluate_volumes,
-    format_table,
-    map_lines,
-    write_reports,
-)
+from connectomics.evaluation import evaluate_volumes, format_table, map_lines, write_reports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "evaluate.py")

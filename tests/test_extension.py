@@ -12,17 +12,8 @@ from connectomics.blockwise import postprocess_blockwise
 from connectomics.config import load_cfg
 from connectomics.data.targets import TARGETS, Target, register_target
 from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
-from connectomics.postprocess import (
-    DECODERS,
-    BlockPlan,
-    Decoder,
-    build_decoder,
-    decode,
-    register_decoder,
-    remove_small_instances,
-    seeded_watershed,
-    threshold_level,
-)
+from connectomics.postprocess import (DECODERS, BlockPlan, Decoder, build_decoder, decode, register_decoder,
+                                      remove_small_instances, seeded_watershed, threshold_level)
 from connectomics.postprocess.seeds import label_seeds
 from connectomics.postprocess.tuning import best_yaml, tune_decoder
 from connectomics.storage import read_volume

@@ -8,18 +8,9 @@ import torch
 
 from connectomics.geometry import reflect_index
 from connectomics.inference import Predictor, build_predictor, predict_volume
-from connectomics.inference.blending import (
-    blending_weights,
-    finalize_uint8,
-    probability_to_uint8,
-)
+from connectomics.inference.blending import blending_weights, finalize_uint8, probability_to_uint8
 from connectomics.inference.tiling import axis_padding, window_starts
-from connectomics.inference.tta import (
-    apply_variant,
-    invert_variant,
-    predict_tta,
-    tta_variants,
-)
+from connectomics.inference.tta import apply_variant, invert_variant, predict_tta, tta_variants
 
 
 class RampModel(torch.nn.Module):

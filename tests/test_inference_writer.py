@@ -7,12 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from connectomics.inference import (
-    Predictor,
-    ResumeError,
-    infer_volume_to_file,
-    predict_volume,
-)
+from connectomics.inference import Predictor, ResumeError, infer_volume_to_file, predict_volume
 from connectomics.storage import temporary_name
 
 KW = dict(window=(4, 16, 16), stride=(2, 8, 8), pad=(1, 4, 4))

@@ -6,15 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from connectomics.storage import (
-    VolumeError,
-    atomic_path,
-    open_volume,
-    parse_spec,
-    read_volume,
-    temporary_name,
-    write_volume,
-)
+from connectomics.storage import (VolumeError, atomic_path, open_volume, parse_spec, read_volume, temporary_name,
+                                  write_volume)
 
 
 def test_parse_spec():

@@ -6,15 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from connectomics.config import get_cfg_defaults
-from connectomics.losses import (
-    LOSS_REGISTRY,
-    Criterion,
-    binary_reg,
-    build_criterion,
-    dice_loss,
-    target_names,
-    weighted_bce,
-)
+from connectomics.losses import (LOSS_REGISTRY, Criterion, binary_reg, build_criterion, dice_loss, target_names,
+                                 weighted_bce)
 
 
 @pytest.fixture

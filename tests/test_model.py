@@ -4,13 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from connectomics.config import get_cfg_defaults
-from connectomics.model import (
-    MODEL_REGISTRY,
-    RSUNet,
-    UNetResidual3D,
-    blocks,
-    build_model,
-)
+from connectomics.model import MODEL_REGISTRY, RSUNet, UNetResidual3D, blocks, build_model
 from connectomics.model.rsunet import UpsampleMod
 
 SMALL = [8, 16, 24, 32, 48]  # the CPU-sized filters of the synthetic config

@@ -9,13 +9,8 @@ import pytest
 
 from connectomics.config import ConfigError, load_cfg
 from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
-from connectomics.postprocess import (
-    build_decoder,
-    decoder_params,
-    label_dtype,
-    postprocess_file,
-    remove_small_instances,
-)
+from connectomics.postprocess import (build_decoder, decoder_params, label_dtype, postprocess_file,
+                                      remove_small_instances)
 from connectomics.storage import VolumeError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,12 +8,7 @@ from scipy import ndimage as ndi
 
 from connectomics.config import ConfigError, load_cfg
 from connectomics.evaluation import evaluate_volumes, load_scores
-from connectomics.postprocess.confidence import (
-    block_grid,
-    instance_confidence,
-    scores_path,
-    write_instance_confidence,
-)
+from connectomics.postprocess.confidence import block_grid, instance_confidence, scores_path, write_instance_confidence
 from connectomics.storage import ResumeError, VolumeError, read_volume, write_volume
 
 

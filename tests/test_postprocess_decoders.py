@@ -8,33 +8,12 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import measure, morphology, segmentation
 
-from connectomics.fixtures.scenes import (
-    _remove_small_objects,
-    label_agreement,
-    maps_from_labels,
-    random_ellipsoids,
-    skimage_bc_watershed,
-    touching_pair,
-)
-from connectomics.postprocess import (
-    DECODERS,
-    bc_connected,
-    bc_watershed,
-    binary_watershed,
-    decode,
-    grow_labels,
-    label_seeds,
-    remove_small_instances,
-    seed_agglomerate,
-    seed_components,
-    seeded_watershed,
-    watershed_agglomerate,
-)
-from connectomics.postprocess.agglomerate import (
-    agglomerate_seeds,
-    interior_map,
-    map_affinities,
-)
+from connectomics.fixtures.scenes import (_remove_small_objects, label_agreement, maps_from_labels, random_ellipsoids,
+                                          skimage_bc_watershed, touching_pair)
+from connectomics.postprocess import (DECODERS, bc_connected, bc_watershed, binary_watershed, decode, grow_labels,
+                                      label_seeds, remove_small_instances, seed_agglomerate, seed_components,
+                                      seeded_watershed, watershed_agglomerate)
+from connectomics.postprocess.agglomerate import agglomerate_seeds, interior_map, map_affinities
 
 
 @pytest.fixture(scope="module")

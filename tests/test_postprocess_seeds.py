@@ -3,12 +3,7 @@ import cc3d
 import numpy as np
 import pytest
 
-from connectomics.postprocess import (
-    label_seeds,
-    seed_components,
-    seed_mask,
-    threshold_level,
-)
+from connectomics.postprocess import label_seeds, seed_components, seed_mask, threshold_level
 
 
 @pytest.mark.parametrize("connectivity", [6, 26])

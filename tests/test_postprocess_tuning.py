@@ -11,15 +11,8 @@ import yaml
 from connectomics.config import load_cfg
 from connectomics.fixtures.scenes import maps_from_labels, random_ellipsoids
 from connectomics.postprocess import decode
-from connectomics.postprocess.tuning import (
-    best_yaml,
-    format_report,
-    main_axes,
-    plan_grid,
-    save_heatmap,
-    thin,
-    tune_decoder,
-)
+from connectomics.postprocess.tuning import (best_yaml, format_report, main_axes, plan_grid, save_heatmap, thin,
+                                             tune_decoder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 from skimage.segmentation import watershed as skimage_watershed
 
-from connectomics.fixtures.scenes import (
-    label_agreement,
-    maps_from_labels,
-    random_ellipsoids,
-)
+from connectomics.fixtures.scenes import label_agreement, maps_from_labels, random_ellipsoids
 from connectomics.postprocess import quantize, seeded_watershed
 
 

@@ -5,13 +5,8 @@ import numpy as np
 import pytest
 
 from connectomics.data.chunks import chunk_box, chunk_for_period
-from connectomics.data.dataset import (
-    TrainingSamples,
-    collate_samples,
-    load_training_volumes,
-    prepare_label,
-    sample_loader,
-)
+from connectomics.data.dataset import (TrainingSamples, collate_samples, load_training_volumes, prepare_label,
+                                       sample_loader)
 from connectomics.data.sampling import WindowSampler, sample_rng
 from connectomics.storage import VolumeError, write_volume
 

@@ -7,16 +7,8 @@ import pytest
 from scipy import ndimage as ndi
 
 from connectomics.config import load_cfg
-from connectomics.data.synthetic import (
-    ensure_synthetic,
-    keep_largest_parts,
-    make_synthetic_pair,
-    renumber,
-    save_overlay_png,
-    save_preview_png,
-    size_statistics,
-    write_synthetic_pair,
-)
+from connectomics.data.synthetic import (ensure_synthetic, keep_largest_parts, make_synthetic_pair, renumber,
+                                         save_overlay_png, save_preview_png, size_statistics, write_synthetic_pair)
 from connectomics.data.synthetic_fields import smooth_field
 from connectomics.storage import read_volume, write_volume
 

@@ -2,16 +2,8 @@
 import numpy as np
 import pytest
 
-from connectomics.data.targets import (
-    binary_ratio_weight,
-    build_targets,
-    build_weights,
-    contact_weight,
-    foreground,
-    instance_contour,
-    smooth_labels,
-    widen_border,
-)
+from connectomics.data.targets import (binary_ratio_weight, build_targets, build_weights, contact_weight, foreground,
+                                       instance_contour, smooth_labels, widen_border)
 
 
 def _oracle(label, half_width, rule):

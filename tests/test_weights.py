@@ -11,12 +11,7 @@ def small_cfg(*opts):
 
 
 def test_exported_weights_drop_the_training_state_and_initialise_a_model(tmp_path):
-    from connectomics.checkpoint import (
-        export_weights,
-        load_model_weights,
-        read_checkpoint,
-        save_checkpoint,
-    )
+    from connectomics.checkpoint import export_weights, load_model_weights, read_checkpoint, save_checkpoint
     from connectomics.engine.solver import build_lr_scheduler, build_optimizer
     from connectomics.model import build_model
 

@@ -24,10 +24,7 @@ def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False):
     """Blockwise post-processing with the decoder of ``cfg.POSTPROCESS`` and the blocks of ``cfg.BLOCKWISE``,
     then the instances' confidence table (``scores_path(output_spec)``, read back block by block)."""
     from connectomics.postprocess.build import decoder_params
-    from connectomics.postprocess.confidence import (
-        scores_path,
-        write_instance_confidence,
-    )
+    from connectomics.postprocess.confidence import scores_path, write_instance_confidence
     from connectomics.storage import parse_spec
 
     name, params = decoder_params(cfg)

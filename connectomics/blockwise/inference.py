@@ -19,14 +19,7 @@ import shutil
 
 from connectomics.blockwise.cluster import run_blocks
 from connectomics.blockwise.store import Markers
-from connectomics.storage import (
-    check_existing,
-    create_array,
-    format_of,
-    open_volume,
-    publish,
-    temporary_name,
-)
+from connectomics.storage import check_existing, create_array, format_of, open_volume, publish, temporary_name
 
 logger = logging.getLogger(__name__)
 

@@ -33,39 +33,16 @@ import numpy as np
 from tqdm import tqdm
 
 from connectomics.blockwise.cluster import run_blocks
-from connectomics.blockwise.components import (
-    face_pairs,
-    label_block,
-    provisional_offsets,
-    resolve_ids,
-)
-from connectomics.blockwise.segment import (
-    final_block,
-    global_sizes,
-    relabel_table,
-    seed_block,
-    segment_block,
-    write_block,
-)
+from connectomics.blockwise.components import face_pairs, label_block, provisional_offsets, resolve_ids
+from connectomics.blockwise.segment import (final_block, global_sizes, relabel_table, seed_block, segment_block,
+                                            write_block)
 from connectomics.blockwise.store import Markers, align_block, input_chunks
 from connectomics.geometry import BlockGrid
 from connectomics.postprocess.decoders import check_params
 from connectomics.postprocess.registry import DECODERS, decoder_entry, decoder_keywords
-from connectomics.storage import (
-    SETTINGS,
-    VolumeError,
-    check_existing,
-    copy_other_datasets,
-    create_array,
-    format_of,
-    h5_chunks,
-    open_volume,
-    parse_spec,
-    publish,
-    remove_path,
-    temporary_name,
-    volume_identity,
-)
+from connectomics.storage import (SETTINGS, VolumeError, check_existing, copy_other_datasets, create_array, format_of,
+                                  h5_chunks, open_volume, parse_spec, publish, remove_path, temporary_name,
+                                  volume_identity)
 
 logger = logging.getLogger(__name__)
 

@@ -150,11 +150,7 @@ class TrainingSamples(torch.utils.data.Dataset):
         return image, label
 
     def __getitem__(self, index):
-        from connectomics.data.targets import (
-            build_targets,
-            build_weights,
-            smooth_labels,
-        )
+        from connectomics.data.targets import build_targets, build_weights, smooth_labels
 
         rng = sample_rng(self.seed, index)
         image, label = self._one(rng)

@@ -201,13 +201,7 @@ def paint_myelin(image, label, rng, count):
     sheath (its outer 25-45%) is very dark (0.08-0.2) with faint lamellae; the axoplasm inside
     is light. Labels are not changed: an axon is background.
     """
-    from connectomics.data.synthetic_shapes import (
-        make_tube,
-        random_axis,
-        random_direction,
-        tube_box,
-        tube_fields,
-    )
+    from connectomics.data.synthetic_shapes import make_tube, random_axis, random_direction, tube_box, tube_fields
 
     shape = np.array(image.shape)
     for _ in range(int(count)):

@@ -109,3 +109,16 @@ def add_scheduler_argument(parser, what="inference"):
 def scheduler_opts(args):
     """The config overrides of ``--scheduler``: ``['SYSTEM.SCHEDULER', ADDRESS]`` when given."""
     return ["SYSTEM.SCHEDULER", args.scheduler] if args.scheduler else []
+
+
+def run_command(run, args, logger, resume_hint=False, extra=(), log_setup=True):
+    """How every entry point ends: logging set up, ``run(args)`` called, its return value the exit
+    code (None: 0); user errors (and ``extra`` types) as one ERROR line and exit 2, interrupts as
+    one line and 130 / 143 (``resume_hint``: say that the same command resumes)."""
+    if log_setup:
+        from connectomics.utils.logging import setup_logging
+
+        setup_logging()
+    with report_errors(logger, resume_hint=resume_hint, extra=extra) as status:
+        status.code = run(args) or 0
+    return status.code

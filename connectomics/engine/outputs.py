@@ -8,13 +8,7 @@ work starts: never after hours of training or inference.
 """
 import os
 
-from connectomics.storage import (
-    ResumeError,
-    format_of,
-    parse_spec,
-    split_names,
-    temporary_name,
-)
+from connectomics.storage import ResumeError, format_of, parse_spec, split_names, temporary_name
 from connectomics.storage.settings import SETTINGS, difference, stored_settings
 
 

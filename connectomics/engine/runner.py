@@ -15,12 +15,7 @@ import os
 
 import torch
 
-from connectomics.checkpoint import (
-    checkpoint_iteration,
-    latest_checkpoint,
-    load_model_weights,
-    read_checkpoint,
-)
+from connectomics.checkpoint import checkpoint_iteration, latest_checkpoint, load_model_weights, read_checkpoint
 from connectomics.engine.outputs import check_protected_outputs, output_names
 
 logger = logging.getLogger(__name__)

@@ -4,22 +4,10 @@ import os
 
 import torch
 
-from connectomics.checkpoint import (
-    latest_checkpoint,
-    load_model_weights,
-    new_run_id,
-    read_checkpoint,
-    restore_training_state,
-    unwrap,
-)
-from connectomics.engine.distributed import (
-    RankIndices,
-    cleanup,
-    init_distributed,
-    is_main_process,
-    per_rank_batch,
-    wrap_model,
-)
+from connectomics.checkpoint import (latest_checkpoint, load_model_weights, new_run_id, read_checkpoint,
+                                     restore_training_state, unwrap)
+from connectomics.engine.distributed import (RankIndices, cleanup, init_distributed, is_main_process, per_rank_batch,
+                                             wrap_model)
 from connectomics.engine.hooks import CheckpointHook, LoggingHook, ValidationHook
 from connectomics.engine.solver import build_lr_scheduler, build_optimizer
 from connectomics.engine.trainer import Trainer

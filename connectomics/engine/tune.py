@@ -5,13 +5,7 @@ import contextlib
 import os
 
 from connectomics.postprocess.build import config_key, decoder_params
-from connectomics.postprocess.tuning import (
-    best_yaml,
-    format_report,
-    save_heatmap,
-    tunable,
-    tune_decoder,
-)
+from connectomics.postprocess.tuning import best_yaml, format_report, save_heatmap, tunable, tune_decoder
 
 
 def tuning_grids(cfg, decoder):

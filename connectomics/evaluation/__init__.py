@@ -7,21 +7,10 @@ straightforward per-instance implementation used as test oracle and benchmark ba
 """
 from connectomics.evaluation.api import EvalResult, build_evaluation, evaluate_volumes
 from connectomics.evaluation.average_precision import IOU_THRESHOLDS, RECALL_THRESHOLDS
-from connectomics.evaluation.matching import (
-                                            AREA_NAMES,
-                                            Matches,
-                                            area_ranges,
-                                            match_predictions,
-)
+from connectomics.evaluation.matching import AREA_NAMES, Matches, area_ranges, match_predictions
 from connectomics.evaluation.overlap import OverlapTable, overlap_table
 from connectomics.evaluation.reference import reference_evaluate
-from connectomics.evaluation.report import (
-                                            append_csv,
-                                            format_table,
-                                            map_lines,
-                                            parse_iteration,
-                                            write_reports,
-)
+from connectomics.evaluation.report import append_csv, format_table, map_lines, parse_iteration, write_reports
 from connectomics.evaluation.scores import ScoreError, load_scores, rank_predictions
 from connectomics.evaluation.sources import LabelError
 

@@ -9,18 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from connectomics.evaluation.average_precision import (
-    IOU_THRESHOLDS,
-    RECALL_THRESHOLDS,
-    accumulate,
-    mean_precision,
-)
-from connectomics.evaluation.matching import (
-    AREA_NAMES,
-    Matches,
-    area_ranges,
-    match_predictions,
-)
+from connectomics.evaluation.average_precision import IOU_THRESHOLDS, RECALL_THRESHOLDS, accumulate, mean_precision
+from connectomics.evaluation.matching import AREA_NAMES, Matches, area_ranges, match_predictions
 from connectomics.evaluation.overlap import MAX_SLAB_MIB, overlap_table
 from connectomics.evaluation.scores import rank_predictions
 from connectomics.evaluation.sources import source_name

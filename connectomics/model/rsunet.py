@@ -18,18 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from connectomics.model.blocks import (
-    Conv3d,
-    ConvNormAct,
-    ResidualConvMod,
-    bilinear_up,
-    check_filters,
-    check_input,
-    conv3d,
-    init_weights,
-    make_act,
-    make_norm,
-)
+from connectomics.model.blocks import (Conv3d, ConvNormAct, ResidualConvMod, bilinear_up, check_filters, check_input,
+                                       conv3d, init_weights, make_act, make_norm)
 
 
 class UpsampleMod(nn.Module):

@@ -21,14 +21,8 @@ All convs use ``pad_mode`` (default replication). Y and X must be divisible by
 """
 from torch import nn
 
-from connectomics.model.blocks import (
-    ConvNormAct,
-    ResidualConvMod,
-    bilinear_up,
-    check_filters,
-    check_input,
-    init_weights,
-)
+from connectomics.model.blocks import (ConvNormAct, ResidualConvMod, bilinear_up, check_filters, check_input,
+                                       init_weights)
 
 
 class UpConv(nn.Module):

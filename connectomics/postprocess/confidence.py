@@ -23,13 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from connectomics.geometry import BlockGrid
-from connectomics.storage import (
-    VolumeError,
-    atomic_path,
-    open_volume,
-    parse_spec,
-    remove_path,
-)
+from connectomics.storage import VolumeError, atomic_path, open_volume, parse_spec, remove_path
 
 logger = logging.getLogger(__name__)
 

@@ -28,23 +28,12 @@ import logging
 
 import numpy as np
 
-from connectomics.postprocess.agglomerate import (
-    interior_map,
-    map_affinities,
-    merge_fragments,
-    scoring_function,
-)
+from connectomics.postprocess.agglomerate import interior_map, map_affinities, merge_fragments, scoring_function
 from connectomics.postprocess.cleanup import SMALL_MODES, remove_small_instances
 from connectomics.postprocess.grow import GROW_MODES, check_window, grow_labels
 from connectomics.postprocess.maps import check_maps, threshold_level
-from connectomics.postprocess.registry import (
-    CONTOUR_THRESHOLDS,
-    FOREGROUND_THRESHOLDS,
-    THRESHOLDS,
-    BlockPlan,
-    Decoder,
-    register_decoder,
-)
+from connectomics.postprocess.registry import (CONTOUR_THRESHOLDS, FOREGROUND_THRESHOLDS, THRESHOLDS, BlockPlan,
+                                               Decoder, register_decoder)
 from connectomics.postprocess.seeds import label_seeds, seed_components
 from connectomics.postprocess.watershed import seeded_watershed
 
@@ -214,6 +203,7 @@ register_decoder(Decoder("bc_connected", bc_connected, grids=dict([_SEED, _CONTO
                          blockwise=BlockPlan(grow_block, halo=grow_halo)))
 register_decoder(Decoder("seed_agglomerate", seed_agglomerate, grids=dict([_SEED, _CONTOUR]),
                          blockwise=BlockPlan(grow_block, min_seed=2, halo=grow_halo)))  # waterz drops 1-voxel seeds
+_MERGE = ("merge_threshold", (0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
 register_decoder(Decoder("watershed_agglomerate", watershed_agglomerate,
-                         grids=dict([_SEED, _CONTOUR, _FOREGROUND, ("merge_threshold", (0.2, 0.3, 0.4, 0.5, 0.6, 0.7))]),
+                         grids=dict([_SEED, _CONTOUR, _FOREGROUND, _MERGE]),
                          no_blockwise="watershed_agglomerate merges fragments across the whole volume"))

@@ -11,20 +11,9 @@ import os
 import time
 import uuid
 
-from connectomics.postprocess.confidence import (
-    instance_confidence,
-    scores_path,
-    write_instance_confidence,
-    write_scores,
-)
-from connectomics.storage import (
-    VolumeError,
-    format_of,
-    parse_spec,
-    read_volume,
-    remove_path,
-    write_volume,
-)
+from connectomics.postprocess.confidence import (instance_confidence, scores_path, write_instance_confidence,
+                                                 write_scores)
+from connectomics.storage import VolumeError, format_of, parse_spec, read_volume, remove_path, write_volume
 
 logger = logging.getLogger(__name__)
 

@@ -22,11 +22,7 @@ from tqdm import tqdm
 
 from connectomics.postprocess.build import config_key
 from connectomics.postprocess.maps import check_maps
-from connectomics.postprocess.registry import (
-    decoder_entry,
-    decoder_keywords,
-    get_decoder,
-)
+from connectomics.postprocess.registry import decoder_entry, decoder_keywords, get_decoder
 
 logger = logging.getLogger(__name__)
 

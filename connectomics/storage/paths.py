@@ -9,7 +9,6 @@ H5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 ZARR_EXTENSIONS = (".zarr",)
 FORMATS = {"hdf5": H5_EXTENSIONS, "zarr": ZARR_EXTENSIONS, "tiff": TIFF_EXTENSIONS, "tiles": (".json",)}
-WRITABLE = ("hdf5", "zarr")  # formats outputs can be written in
 
 
 def format_of(path):

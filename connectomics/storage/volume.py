@@ -12,7 +12,7 @@ import numpy as np
 from connectomics.errors import VolumeError
 from connectomics.storage.hdf5 import open_dataset, write_dataset
 from connectomics.storage.images import read_image_stack
-from connectomics.storage.paths import format_of, parse_spec
+from connectomics.storage.paths import FORMATS, format_of, parse_spec
 from connectomics.storage.tiles import read_tile_volume
 from connectomics.storage.zarr_array import open_zarr_array
 
@@ -23,26 +23,45 @@ def _check_exists(path):
 
 
 @contextlib.contextmanager
+def _open_hdf5(path, key):
+    f, dataset = open_dataset(path, key)
+    with f:
+        yield dataset
+
+
+def _plain(opener):
+    """An opener of an array-like that needs no closing, as a context manager."""
+    return lambda path, key: contextlib.nullcontext(opener(path, key))
+
+
+# format -> opener(path, key): a context manager yielding the lazy array-like
+OPENERS = {"hdf5": _open_hdf5, "zarr": _plain(open_zarr_array), "tiles": _plain(lambda p, k: read_tile_volume(p)),
+           "tiff": _plain(lambda p, k: read_image_stack(p)), "images": _plain(lambda p, k: read_image_stack(p))}
+
+
+def register_format(name, endings, opener):
+    """Read the format ``name`` of files ending in ``endings`` with ``opener(path, key)`` (a context
+    manager yielding a lazy array-like) wherever volumes are opened by name. Its endings are
+    matched before those of the formats known so far (``.ome.zarr`` before ``.zarr``)."""
+    others = {k: v for k, v in FORMATS.items() if k != name}
+    FORMATS.clear()
+    FORMATS.update({name: tuple(endings), **others})
+    OPENERS[name] = opener
+
+
+@contextlib.contextmanager
 def open_volume(spec):
     """Yield an array-like (``.shape``, ``.dtype``, slicing) without reading the volume.
 
     HDF5 yields the ``h5py.Dataset``, zarr the ``zarr.Array``, JSON tiles a
     ``TileVolume`` and TIFF stacks / image folders an ``ImageStack`` (all read
-    lazily). Raises FileNotFoundError / VolumeError naming the file and key.
+    lazily; a format added with :func:`register_format`, what its opener yields).
+    Raises FileNotFoundError / VolumeError naming the file and key.
     """
     path, key = parse_spec(spec)
     _check_exists(path)
-    kind = format_of(path)
-    if kind == "hdf5":
-        f, dataset = open_dataset(path, key)
-        with f:
-            yield dataset
-    elif kind == "zarr":
-        yield open_zarr_array(path, key)
-    elif kind == "tiles":
-        yield read_tile_volume(path)
-    else:  # a TIFF stack, a folder or glob of slices
-        yield read_image_stack(path)
+    with OPENERS[format_of(path)](path, key) as volume:
+        yield volume
 
 
 def read_volume(spec, dtype=None, ndim=None):

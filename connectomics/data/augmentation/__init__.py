@@ -6,24 +6,9 @@ transform takes plain arguments and an explicit ``numpy.random.Generator``.
 """
 from connectomics.data.augmentation.base import Transform
 from connectomics.data.augmentation.compose import Compose
-from connectomics.data.augmentation.geometric import (
-    Elastic,
-    Flip,
-    Rescale,
-    Rotate,
-    warp,
-)
-from connectomics.data.augmentation.intensity import (
-    CutBlur,
-    CutNoise,
-    Grayscale,
-    MotionBlur,
-)
-from connectomics.data.augmentation.sections import (
-    Misalignment,
-    MissingParts,
-    MissingSection,
-)
+from connectomics.data.augmentation.geometric import Elastic, Flip, Rescale, Rotate, warp
+from connectomics.data.augmentation.intensity import CutBlur, CutNoise, Grayscale, MotionBlur
+from connectomics.data.augmentation.sections import Misalignment, MissingParts, MissingSection
 from connectomics.data.augmentation.smooth import smooth_label_edges
 
 __all__ = [

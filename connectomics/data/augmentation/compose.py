@@ -16,13 +16,7 @@ so no transform ever reads outside the sample (no zero-filled borders).
 import numpy as np
 
 from connectomics.data.augmentation.base import center_slices, check_pair
-from connectomics.data.augmentation.geometric import (
-    Elastic,
-    Rescale,
-    Rotate,
-    warp,
-    warp_source_size,
-)
+from connectomics.data.augmentation.geometric import Elastic, Rescale, Rotate, warp, warp_source_size
 from connectomics.data.augmentation.smooth import smooth_label_edges
 
 _STAGES = ("warp", "section", "intensity", "flip")
