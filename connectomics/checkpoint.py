@@ -18,7 +18,6 @@ import glob
 import logging
 import os
 import random
-import re
 import uuid
 from collections import namedtuple
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from connectomics.errors import CheckpointMismatchError
-from connectomics.storage import atomic_path
+from connectomics.storage import atomic_path, parse_iteration
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +140,6 @@ def load_weights_file(model, path, strict=True):
     return load_weights(model, checkpoint, strict=strict, source=path)
 
 
-_NAME = re.compile(r"checkpoint_(\d+)\.pth\.tar$")
 
 
 def checkpoint_path(folder, iteration):
@@ -151,9 +149,9 @@ def checkpoint_path(folder, iteration):
 
 def checkpoint_iteration(path):
     """The iteration of a checkpoint: from its name if it follows the pattern, else from its content."""
-    match = _NAME.search(os.path.basename(path))
-    if match:
-        return int(match.group(1))
+    iteration = parse_iteration(path, leading_digits=False)
+    if iteration is not None:
+        return iteration
     state = torch.load(path, map_location="cpu", weights_only=False)
     if "iteration" not in state:
         raise ValueError(f"{path} is not a training checkpoint (no 'iteration' entry)")
@@ -164,9 +162,9 @@ def list_checkpoints(folder):
     """``[(iteration, path), ...]`` sorted by iteration."""
     found = []
     for path in glob.glob(os.path.join(folder, "checkpoint_*.pth.tar")):
-        match = _NAME.search(os.path.basename(path))
-        if match:
-            found.append((int(match.group(1)), path))
+        iteration = parse_iteration(path, leading_digits=False)
+        if iteration is not None:
+            found.append((iteration, path))
     return sorted(found)
 
 

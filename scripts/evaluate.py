@@ -20,7 +20,7 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from connectomics.storage import VolumeError, parse_spec  # noqa: E402
+from connectomics.storage import VolumeError, parse_iteration, parse_spec  # noqa: E402
 from connectomics.utils.logging import setup_logging  # noqa: E402
 
 logger = logging.getLogger("evaluate")
@@ -63,8 +63,7 @@ def parse_numbers(text, flag, count=None):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    from connectomics.evaluation import (LabelError, ScoreError, evaluate_volumes, format_table, parse_iteration,
-                                         write_reports)
+    from connectomics.evaluation import LabelError, ScoreError, evaluate_volumes, format_table, write_reports
 
     try:
         if args.threshold_crumb < 0:

@@ -5,7 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from connectomics.evaluation import LabelError, ScoreError, evaluate_volumes, load_scores, parse_iteration
+from connectomics.evaluation import LabelError, ScoreError, evaluate_volumes, load_scores
+from connectomics.storage import parse_iteration
 from connectomics.fixtures.label_pairs import make_label_pair
 from connectomics.storage import VolumeError
 

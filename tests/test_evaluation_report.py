@@ -53,8 +53,8 @@ def test_write_reports(split_case, tmp_path):
     assert len(data["precision"]["all"]) == 10 and data["ap_per_iou"]["all"][5] == pytest.approx(1)
     assert data["ap_per_iou"]["small"] == [-1.0] * 10
     assert open(prefix + "_pr.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert csv_path.read_text().splitlines() == [f"1500,{result.summary['AP75']}",
-                                                 f"3000,{result.summary['AP75']}"]
+    assert csv_path.read_text().splitlines() == [f"1500,{result.summary['AP75']:.6f}",
+                                                 f"3000,{result.summary['AP75']:.6f}"]
     with pytest.raises(ValueError, match="iteration"):
         write_reports(result, prefix, csv_path=csv_path)
 

@@ -172,3 +172,30 @@ def test_convert_volume_round_trip_and_keeps_other_datasets(tmp_path):
     convert_volume(str(tmp_path / "probs.zarr"), f"{target}:probs", overwrite=True)
     assert np.array_equal(read_volume(f"{target}:probs"), data)
     assert np.array_equal(read_volume(f"{target}:image"), data[0])  # not lost
+
+
+def test_a_registered_format_is_read_by_name_everywhere(tmp_path, monkeypatch):
+    """storage.register_format: one opener makes a new format readable wherever volumes are opened
+    by name; its endings match before the older ones (.ome.zarr before .zarr)."""
+    import contextlib
+
+    from connectomics.storage import FORMATS, format_of, read_volume, register_format, volume_identity
+    from connectomics.storage import volume as volume_module
+
+    monkeypatch.setattr(volume_module, "OPENERS", dict(volume_module.OPENERS))
+    saved = dict(FORMATS)
+    try:
+        register_format("npy", (".npy",), lambda path, key: contextlib.nullcontext(np.load(path, mmap_mode="r")))
+        register_format("nested", (".ome.zarr",), volume_module.OPENERS["zarr"])
+        assert list(FORMATS)[:2] == ["nested", "npy"]
+        assert format_of("a.ome.zarr") == "nested" and format_of("a.zarr") == "zarr" and format_of("b.NPY") == "npy"
+        data = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+        np.save(tmp_path / "v.npy", data)
+        with open_volume(str(tmp_path / "v.npy")) as vol:
+            assert vol.shape == (2, 3, 4) and isinstance(vol, np.memmap)
+        np.testing.assert_array_equal(read_volume(str(tmp_path / "v.npy")), data)
+        assert volume_identity(str(tmp_path / "v.npy"))
+    finally:
+        FORMATS.clear()
+        FORMATS.update(saved)
+    assert format_of("a.ome.zarr") == "zarr"

@@ -3,8 +3,7 @@ import math
 
 import pytest
 
-from connectomics.engine.scores import append_score, read_scores
-from connectomics.evaluation.report import append_csv
+from connectomics.evaluation.scores_csv import append_score, read_scores
 
 
 def test_rerun_replaces_the_row_of_an_iteration(tmp_path):
@@ -20,16 +19,17 @@ def test_rerun_replaces_the_row_of_an_iteration(tmp_path):
 def test_evaluate_csv_rows_keep_the_layout_of_a_sweep_csv(tmp_path):
     path = tmp_path / "sum_results_map75.csv"
     append_score(path, 300, {"AP75": 0.5, "AP50": 0.6})
-    append_csv(path, 1200, 0.75, 0.9)  # scripts/evaluate.py --csv into the sweep's CSV
-    assert path.read_text().splitlines()[-1] == "1200,0.75,0.9"
+    append_score(path, 1200, {"AP75": 0.75, "AP50": 0.9}, header=False)  # evaluate.py --csv into a sweep's CSV
+    assert path.read_text().splitlines()[-1] == "1200,0.750000,0.900000"
     assert read_scores(path)[1200] == {"AP75": 0.75, "AP50": 0.9}
 
 
 def test_official_headerless_rows_are_read(tmp_path):
     path = tmp_path / "sum_results_map75.csv"
-    append_csv(path, 1500, 0.25, 0.5)  # a fresh file: the official headerless iteration,AP75 rows
-    append_csv(path, 3000, 0.5)
-    assert path.read_text().splitlines() == ["1500,0.25", "3000,0.5"]
+    append_score(path, 1500, {"AP75": 0.25, "AP50": 0.5}, header=False)  # a fresh file: official iteration,AP75
+    append_score(path, 3000, {"AP75": 0.5}, header=False)
+    append_score(path, 1500, {"AP75": 0.3}, header=False)  # evaluated again: its row replaced
+    assert path.read_text().splitlines() == ["3000,0.500000", "1500,0.300000"]
     scores = read_scores(path)
     assert sorted(scores) == [1500, 3000] and scores[3000]["AP75"] == 0.5 and math.isnan(scores[3000]["AP50"])
     path.write_text("iteration,AP75,AP50\n300,0.5,0.6\n600,0.7\n")  # mixed: a 2-column row in a 3-column file

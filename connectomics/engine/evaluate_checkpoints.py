@@ -6,7 +6,8 @@ from connectomics.checkpoint import list_checkpoints
 from connectomics.engine.infer import check_decoder, check_output_names, run_volume
 from connectomics.engine.outputs import volume_folders
 from connectomics.engine.runner import connect, make_runner
-from connectomics.engine.scores import SCORES_CSV, append_score, read_scores, score_settings, use_score_settings
+from connectomics.engine.scores import SCORES_CSV, score_settings, use_score_settings
+from connectomics.evaluation.scores_csv import append_score, read_scores
 
 logger = logging.getLogger(__name__)
 

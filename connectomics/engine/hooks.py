@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 
 from connectomics.checkpoint import checkpoint_path, pending_gradients, save_checkpoint
-from connectomics.engine.scores import append_score, read_scores
+from connectomics.evaluation.scores_csv import append_score, read_scores
 from connectomics.engine.trainer import Hook
 
 logger = logging.getLogger(__name__)

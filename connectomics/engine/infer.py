@@ -6,7 +6,8 @@ import numpy as np
 
 from connectomics.engine.outputs import owns_outputs, volume_folders
 from connectomics.engine.runner import connect, make_runner, resolve_checkpoint
-from connectomics.engine.scores import SCORES_CSV, append_score, score_settings, use_score_settings
+from connectomics.engine.scores import SCORES_CSV, score_settings, use_score_settings
+from connectomics.evaluation.scores_csv import append_score
 
 logger = logging.getLogger(__name__)
 

@@ -10,13 +10,14 @@ from connectomics.evaluation.average_precision import IOU_THRESHOLDS, RECALL_THR
 from connectomics.evaluation.matching import AREA_NAMES, Matches, area_ranges, match_predictions
 from connectomics.evaluation.overlap import OverlapTable, overlap_table
 from connectomics.evaluation.reference import reference_evaluate
-from connectomics.evaluation.report import append_csv, format_table, map_lines, parse_iteration, write_reports
+from connectomics.evaluation.report import format_table, map_lines, write_reports
+from connectomics.evaluation.scores_csv import append_score, read_scores
 from connectomics.evaluation.scores import ScoreError, load_scores, rank_predictions
 from connectomics.evaluation.sources import LabelError
 
 __all__ = [
     "AREA_NAMES", "EvalResult", "IOU_THRESHOLDS", "LabelError", "Matches", "OverlapTable",
-    "RECALL_THRESHOLDS", "ScoreError", "append_csv", "area_ranges", "build_evaluation", "evaluate_volumes",
+    "RECALL_THRESHOLDS", "ScoreError", "append_score", "area_ranges", "build_evaluation", "evaluate_volumes",
     "format_table", "load_scores", "map_lines", "match_predictions", "overlap_table",
-    "parse_iteration", "rank_predictions", "reference_evaluate", "write_reports",
+    "rank_predictions", "read_scores", "reference_evaluate", "write_reports",
 ]

@@ -10,14 +10,13 @@ Files written by ``write_reports(result, prefix)``:
 - ``PREFIX.json``: every number (summary, per-threshold AP, recall, precision curves, inputs);
 - ``PREFIX_pr.png``: precision-recall curves at IoU 0.50 / 0.75 / 0.90 (area 'all').
 """
-import csv
 import json
 import logging
 import os
-import re
 
 import numpy as np
 
+from connectomics.evaluation.scores_csv import append_score
 from connectomics.storage import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -31,17 +30,6 @@ _P_HEADER = ("\tprediction  |\t\t gt all \t\t|\t\t gt small \t\t|\t\tgt medium \
              "ID\tSIZE\t| ID\tSIZE\tIoU\t\t| ID\tSIZE\tIoU\t\t| ID\tSIZE\tIoU\t\t| ID\tSIZE\tIoU",
              "-" * 108)
 _FN_HEADER = ("\tprediction \t|\t\tgt \t", "ID\tSIZE\t| ID\tSIZE\tIoU ", "-" * 40)
-
-
-def parse_iteration(name):
-    """The training iteration in a file name: ``checkpoint_XXXXXX`` anywhere, else leading digits.
-
-    ``'checkpoint_012000.pth.tar'`` -> 12000, ``'/out/297000_out_100_256.h5'`` -> 297000,
-    ``'instances.h5'`` -> None.
-    """
-    base = os.path.basename(os.fspath(name))
-    match = re.search(r"checkpoint_(\d+)", base) or re.match(r"(\d+)", base)
-    return int(match.group(1)) if match else None
 
 
 def map_lines(summary):
@@ -150,27 +138,6 @@ def plot_pr_curves(result, path):
     plt.close(fig)
 
 
-SCORES_HEADER = "iteration,AP75,AP50"  # header of the sum_results_map75.csv that main.py / eval_iter.sh write
-
-
-def append_csv(csv_path, iteration, ap75, ap50=None):
-    """Append ``iteration,AP75`` (the official ``sum_results_map75.csv`` row, no header).
-
-    A file that starts with the header ``iteration,AP75,AP50`` (the one ``main.py --inference``
-    and ``eval_iter.sh`` keep) gets ``iteration,AP75,AP50`` rows instead, so the file keeps one
-    layout (AP50 left empty when ``ap50`` is None).
-    """
-    folder = os.path.dirname(os.path.abspath(csv_path))
-    os.makedirs(folder, exist_ok=True)
-    row = [iteration, ap75]
-    if os.path.exists(csv_path):
-        with open(csv_path, encoding="utf-8") as f:
-            if f.readline().strip().replace(" ", "") == SCORES_HEADER:
-                row.append("" if ap50 is None else ap50)
-    with open(csv_path, "a", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerow(row)
-
-
 def write_reports(result, prefix, iteration=None, csv_path=None):
     """Write the report files next to ``prefix`` (see module docstring); return their paths.
 
@@ -192,7 +159,7 @@ def write_reports(result, prefix, iteration=None, csv_path=None):
         if iteration is None:
             raise ValueError(f"appending to {csv_path} needs the model iteration: pass it "
                              "explicitly (e.g. --iteration N)")
-        append_csv(csv_path, int(iteration), result.summary["AP75"], result.summary["AP50"])
+        append_score(csv_path, int(iteration), result.summary, header=False)
         paths.append(os.fspath(csv_path))
     logger.info("evaluation reports written: %s", ", ".join(paths))
     return paths

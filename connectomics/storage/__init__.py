@@ -12,7 +12,7 @@ from connectomics.storage.hdf5 import copy_other_datasets, h5_chunks
 from connectomics.storage.identity import volume_identity
 from connectomics.storage.images import ImageStack, read_image_stack
 from connectomics.storage.paths import (FORMATS, H5_EXTENSIONS, TIFF_EXTENSIONS, ZARR_EXTENSIONS, atomic_path,
-                                        format_of, parse_spec, publish, remove_path, split_names, temporary_name)
+                                        format_of, parse_iteration, parse_spec, publish, remove_path, split_names, temporary_name)
 from connectomics.storage.settings import SETTINGS, check_existing, difference, normalise, stored_settings
 from connectomics.storage.tiles import TileVolume, read_tile_volume
 from connectomics.storage.volume import open_volume, read_volume, register_format, write_volume
@@ -21,6 +21,6 @@ from connectomics.storage.zarr_array import create_array, open_array, open_zarr_
 __all__ = ["FORMATS", "H5_EXTENSIONS", "SETTINGS", "TIFF_EXTENSIONS", "ZARR_EXTENSIONS", "ImageStack",
            "ResumeError", "TileVolume", "VolumeError", "atomic_path", "check_existing", "copy_other_datasets",
            "create_array", "difference", "format_of", "h5_chunks", "normalise", "open_array", "open_volume",
-           "open_zarr_array", "parse_spec", "publish", "read_image_stack", "read_tile_volume", "read_volume",
+           "open_zarr_array", "parse_iteration", "parse_spec", "publish", "read_image_stack", "read_tile_volume", "read_volume",
            "register_format", "remove_path", "split_names", "stored_settings", "sub_chunks", "temporary_name",
            "volume_identity", "write_volume"]

@@ -4,6 +4,7 @@ its final name).
 """
 import contextlib
 import os
+import re
 
 H5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -25,6 +26,18 @@ def parse_spec(spec):
     if sep and head.lower().endswith(H5_EXTENSIONS + ZARR_EXTENSIONS):
         return head, tail.strip("/") or None
     return spec, None
+
+
+def parse_iteration(name, leading_digits=True):
+    """The training iteration in a file name: ``checkpoint_XXXXXX`` anywhere, else (``leading_digits``)
+    its leading digits; None if neither (the one parser of iterations in names).
+
+    ``'checkpoint_012000.pth.tar'`` -> 12000, ``'/out/297000_out_100_256.h5'`` -> 297000,
+    ``'instances.h5'`` -> None.
+    """
+    base = os.path.basename(os.fspath(name))
+    match = re.search(r"checkpoint_(\d+)", base) or (re.match(r"(\d+)", base) if leading_digits else None)
+    return int(match.group(1)) if match else None
 
 
 def split_names(value):
