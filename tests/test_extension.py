@@ -7,6 +7,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from connectomics.blockwise import postprocess_blockwise
 from connectomics.config import load_cfg
@@ -118,3 +119,32 @@ def test_registered_target_trains_and_infers(background_target, tmp_path):
     bad = opts[:-4] + ["MODEL.LOSS_OPTION", "[['WeightedBCE'], ['DiceLoss']]", "MODEL.LOSS_WEIGHT", "[[1.0], [1.0]]"]
     with pytest.raises(ValueError, match="DiceLoss.*does not apply to target '9'"):
         load_cfg(config, bad)
+
+
+class _TwoChannels(torch.nn.Module):
+    def forward(self, x):
+        return torch.cat([4 * x - 2, x], 1)
+
+
+def test_each_target_brings_its_output_activation(tmp_path):
+    """Inference applies each target's activation to its channels; all-sigmoid keeps one name in the
+    maps' settings (files made before the table keep matching)."""
+    from connectomics.inference.predictor import build_predictor, output_activations
+
+    register_target(Target("8", "ratio", 1, inverted_foreground, _no_numbers, activation="none", code="8"))
+    try:
+        opts = ["MODEL.TARGET_OPT", "['0', '8']", "MODEL.OUT_PLANES", "2", "MODEL.WEIGHT_OPT", "[['1'], ['1']]",
+                "MODEL.LOSS_OPTION", "[['WeightedBCE'], ['WeightedBCE']]", "MODEL.LOSS_WEIGHT", "[[1.0], [1.0]]",
+                "INFERENCE.INPUT_SIZE", "[2, 16, 16]", "INFERENCE.STRIDE", "[2, 16, 16]"]
+        cfg = load_cfg(None, opts)
+        assert output_activations(cfg) == ["sigmoid", "none"]
+        predictor = build_predictor(cfg, _TwoChannels())
+        x = torch.rand(1, 1, 2, 16, 16)
+        y = predictor.forward(x.clone())
+        torch.testing.assert_close(y[:, 0], torch.sigmoid(4 * x[:, 0] - 2))
+        torch.testing.assert_close(y[:, 1], x[:, 0])
+        assert predictor.settings()["output_act"] == ["sigmoid", "none"]
+        assert build_predictor(load_cfg(None, ["MODEL.OUTPUT_ACT", "none"] + opts), _TwoChannels()).output_act == "none"
+    finally:
+        del TARGETS["8"]
+    assert build_predictor(load_cfg(None, []), _TwoChannels()).settings()["output_act"] == "sigmoid"

@@ -199,3 +199,34 @@ def test_a_registered_format_is_read_by_name_everywhere(tmp_path, monkeypatch):
         FORMATS.clear()
         FORMATS.update(saved)
     assert format_of("a.ome.zarr") == "zarr"
+
+
+@pytest.mark.parametrize("kind", ["h5", "zarr"])
+def test_create_output_publishes_complete_and_keeps_other_members(tmp_path, kind):
+    """storage.create_output: filled under a temporary name, published when complete; the HDF5
+    file's other datasets / the zarr group's other arrays stay; an error leaves nothing behind."""
+    import os
+
+    import zarr
+
+    from connectomics.storage import create_output, read_volume, write_volume
+
+    path = str(tmp_path / f"out.{kind}")
+    data = np.arange(4 * 6 * 8, dtype=np.uint32).reshape(4, 6, 8)
+    if kind == "h5":
+        write_volume(path + ":other", data + 1)
+    else:
+        zarr.open_group(path, mode="w").create_array("other", shape=(2,), dtype="uint8")[:] = 7
+    with create_output(path + ":seg", data.shape, data.dtype, (2, 6, 8), {"note": "x"}) as out:
+        assert not os.path.exists(path + (":seg" if kind == "h5" else "/seg"))
+        for z in range(4):
+            out[z:z + 1] = data[z:z + 1]
+    np.testing.assert_array_equal(read_volume(path + ":seg"), data)
+    assert read_volume(path + ":other").size in (2, data.size)
+    with pytest.raises(RuntimeError, match="stop"):
+        with create_output(path + ":broken", data.shape, data.dtype, (2, 6, 8)):
+            raise RuntimeError("stop")
+    leftovers = [name for name in os.listdir(tmp_path) if name.startswith(".")]
+    assert not leftovers and "broken" not in (os.listdir(path) if kind == "zarr" else [])
+    with pytest.raises(VolumeError, match="can write hdf5 or zarr volumes"):
+        create_output(str(tmp_path / "x.tif"), data.shape, data.dtype, (2, 6, 8))

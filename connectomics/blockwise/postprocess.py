@@ -28,7 +28,6 @@ import os
 import shutil
 import time
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -40,12 +39,13 @@ from connectomics.blockwise.store import Markers, align_block, input_chunks
 from connectomics.geometry import BlockGrid
 from connectomics.postprocess.decoders import check_params
 from connectomics.postprocess.registry import DECODERS, decoder_entry, decoder_keywords
-from connectomics.storage import (SETTINGS, VolumeError, check_existing, copy_other_datasets, create_array, format_of,
-                                  h5_chunks, open_volume, parse_spec, publish, remove_path, temporary_name,
-                                  volume_identity)
+from connectomics.storage import (SETTINGS, VolumeError, check_existing, create_array, create_output, format_of,
+                                  open_volume, parse_spec, publish_zarr, remove_path, require_group, volume_identity,
+                                  zarr_member_temporary)
 
 logger = logging.getLogger(__name__)
 
+H5_CHUNK = (32, 256, 256)  # (z, y, x) chunks of an HDF5 output
 STAGES_VERSION = 1  # bump when a stage's output changes meaning: old work folders are then refused
 
 
@@ -118,7 +118,7 @@ def _open_input(input_spec, output_spec, channels, block):
     if format_of(out_path) not in ("hdf5", "zarr"):
         raise VolumeError(f"output {output_spec}: expected file.h5[:key] or store.zarr")
     if out_key and format_of(out_path) == "zarr" and os.path.exists(out_path):
-        _require_group(out_path, "")  # fail now, not after the run, if an array store is in the way
+        require_group(out_path)  # fail now, not after the run, if an array store is in the way
     with open_volume(input_spec) as maps:
         _check_maps(maps, str(input_spec), channels)
         shape = tuple(int(n) for n in maps.shape[1:])
@@ -266,38 +266,15 @@ def _export(ctx, key, make_labels, dtype):
     ``main``); the group's or file's other members are kept.
     """
     grid = ctx.grid
-    if format_of(ctx.out_path) == "zarr":
-        target = os.path.join(ctx.out_path, key) if key else ctx.out_path
-        tmp = temporary_name(ctx.out_path) + (f".{key.replace('/', '.')}" if key else "")
+    if format_of(ctx.out_path) == "zarr":  # the workers write their blocks in parallel
+        tmp = zarr_member_temporary(ctx.out_path, key)
         create_array(tmp, grid.shape, grid.block, dtype, ctx.settings)
         export = functools.partial(write_block, make_labels=make_labels, dst_path=tmp, grid=grid)
         ctx.run(export, grid.indices(), stage="export")
-        if key:
-            _require_group(ctx.out_path, os.path.dirname(key))
-        publish(tmp, target)
+        publish_zarr(tmp, ctx.out_path, key)
         return
-    tmp = temporary_name(ctx.out_path)
-    remove_path(tmp)
-    os.makedirs(os.path.dirname(os.path.abspath(ctx.out_path)), exist_ok=True)
-    key = key or "main"
-    with h5py.File(tmp, "w") as f:
-        copy_other_datasets(ctx.out_path, f, key)
-        dset = f.create_dataset(key, shape=grid.shape, dtype=dtype, chunks=h5_chunks(grid.shape),
-                                compression="gzip", compression_opts=1)
-        dset.attrs[SETTINGS] = json.dumps(ctx.settings, sort_keys=True)
+    spec = f"{ctx.out_path}:{key}" if key else ctx.out_path
+    attrs = {SETTINGS: json.dumps(ctx.settings, sort_keys=True)}
+    with create_output(spec, grid.shape, dtype, H5_CHUNK, attrs) as dset:  # the file's other datasets kept
         for index in tqdm(grid.indices(), unit="block", desc="export", disable=None):
             dset[grid.box(index).slices()] = make_labels(index)
-    publish(tmp, ctx.out_path)
-
-
-def _require_group(path, member):
-    """Make ``path`` (and ``path/member``) a zarr group; VolumeError if ``path`` is an array."""
-    import zarr
-
-    try:
-        group = zarr.open_group(path, mode="a")
-    except Exception as err:  # noqa: BLE001 - zarr raises several types for an array in the way
-        raise VolumeError(f"output {path} exists and is not a zarr group ({type(err).__name__}: {err}); "
-                          "name the output store.zarr without a key, or another store") from err
-    if member:
-        group.require_group(member)

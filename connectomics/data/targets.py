@@ -170,8 +170,9 @@ class Target:
     breakdowns, logs); ``channels``: output channels of the model for it; ``function(label, **kwargs)``:
     (Z, Y, X) int labels -> (channels, Z, Y, X) float32 in [0, 1]; ``parse(parts)``: the code's
     ``-``-separated numbers -> the function's kwargs (ValueError if invalid); ``losses``: the loss
-    names (MODEL.LOSS_OPTION) that apply to it; ``code``, ``description``: the code's form and
-    meaning, for messages.
+    names (MODEL.LOSS_OPTION) that apply to it; ``activation``: what inference applies to its
+    channels' logits (``'sigmoid'``, or ``'none'`` for a model that outputs values in [0, 1] itself);
+    ``code``, ``description``: the code's form and meaning, for messages.
     """
 
     head: str
@@ -180,6 +181,7 @@ class Target:
     function: Callable
     parse: Callable
     losses: tuple = ("WeightedBCE", "DiceLoss")
+    activation: str = "sigmoid"
     code: str = ""
     description: str = ""
 

@@ -59,8 +59,10 @@ class Predictor:
     def __init__(self, model, window, stride, pad, blending="gaussian", aug_num=0, aug_mode="mean",
                  batch_size=8, device="cpu", amp=True, output_act="sigmoid", chunk_size=None,
                  channels_last=None, eval_mode=True, cpu_bf16="off"):
-        if output_act not in OUTPUT_ACTS:
-            raise ValueError(f"output activation {output_act!r} not supported; valid: {', '.join(OUTPUT_ACTS)}")
+        acts = [output_act] if isinstance(output_act, str) else list(output_act)
+        if not acts or any(act not in OUTPUT_ACTS for act in acts):
+            raise ValueError(f"output activation {output_act!r} not supported; valid: {', '.join(OUTPUT_ACTS)} "
+                             "(one for all channels, or a list with one per channel)")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.model = model
@@ -75,7 +77,7 @@ class Predictor:
         self.amp = bool(amp) and self.device.type == "cuda"
         self.dtype = autocast_dtype(self.device.type, self.amp, cpu_bf16)
         self.channels_last = self.amp if channels_last is None else bool(channels_last) and self.device.type == "cuda"
-        self.output_act = output_act
+        self.output_act = acts[0] if len(set(acts)) == 1 else acts  # one name when all channels agree
         self.chunk_size = None if chunk_size is None else tuple(int(c) for c in chunk_size)
         self.eval_mode = bool(eval_mode)
         self.weights = torch.from_numpy(blending_weights(self.window, blending)).to(self.device)
@@ -124,7 +126,14 @@ class Predictor:
             return y
         if y.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
             y = y.clone()  # a model that returns (a view of) its input: keep the input intact
-        return y.sigmoid_()  # in place: half the time of torch.sigmoid on the CPU
+        if self.output_act == "sigmoid":
+            return y.sigmoid_()  # in place: half the time of torch.sigmoid on the CPU
+        if len(self.output_act) != y.shape[1]:
+            raise ValueError(f"{len(self.output_act)} output activations for a model with {y.shape[1]} channels")
+        for channel, act in enumerate(self.output_act):
+            if act == "sigmoid":
+                y[:, channel].sigmoid_()
+        return y
 
     def read_chunk(self, volume, chunk):
         """The chunk's read box of ``volume`` as NumPy (uint8, or float checked to lie in [0, 1])."""
@@ -236,13 +245,25 @@ def predict_volume(predictor, volume, chunk_size=None):
     return out
 
 
+def output_activations(cfg):
+    """Per output channel, the activation inference applies: MODEL.OUTPUT_ACT none -> 'none' for all;
+    sigmoid -> each target's own (``Target.activation`` of the target table, in MODEL.TARGET_OPT order)."""
+    from connectomics.data.targets import target_of
+
+    if cfg.MODEL.OUTPUT_ACT == "none":
+        return ["none"] * cfg.MODEL.OUT_PLANES
+    return [target.activation for target in (target_of(code)[0] for code in cfg.MODEL.TARGET_OPT)
+            for _ in range(target.channels)]
+
+
 def build_predictor(cfg, model, device="cpu"):
-    """A :class:`Predictor` from ``cfg.INFERENCE`` and ``cfg.MODEL.OUTPUT_ACT`` (moves ``model`` to ``device``)."""
+    """A :class:`Predictor` from ``cfg.INFERENCE`` and the output activations (:func:`output_activations`)
+    (moves ``model`` to ``device``)."""
     inf = cfg.INFERENCE
     model = model.to(device)
     return Predictor(model, window=inf.INPUT_SIZE, stride=inf.STRIDE, pad=inf.PAD_SIZE, blending=inf.BLENDING,
                      aug_num=inf.AUG_NUM, aug_mode=inf.AUG_MODE, batch_size=inf.SAMPLES_PER_BATCH, device=device,
-                     amp=inf.AMP, output_act=cfg.MODEL.OUTPUT_ACT, chunk_size=inf.CHUNK_SIZE,
+                     amp=inf.AMP, output_act=output_activations(cfg), chunk_size=inf.CHUNK_SIZE,
                      eval_mode=inf.DO_EVAL, cpu_bf16=cfg.SYSTEM.CPU_BF16)
 
 

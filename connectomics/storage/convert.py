@@ -9,8 +9,8 @@ import numpy as np
 from tqdm import tqdm
 
 from connectomics.errors import VolumeError
-from connectomics.storage.hdf5 import copy_other_datasets, h5_chunks
-from connectomics.storage.paths import atomic_path, format_of, parse_spec
+from connectomics.storage.output import create_output
+from connectomics.storage.paths import parse_spec
 from connectomics.storage.volume import open_volume
 
 logger = logging.getLogger(__name__)
@@ -34,27 +34,8 @@ def convert_volume(src_spec, dst_spec, chunks=(64, 512, 512), overwrite=False):
             raise VolumeError(f"{src_spec}: expected a (..., Z, Y, X) volume, got shape {shape}")
         lead = shape[:-3]
         full_chunks = lead + tuple(min(c, n) for c, n in zip(chunks, shape[-3:]))
-        with atomic_path(path) as tmp:
-            if format_of(path) == "zarr":
-                import zarr
-
-                if key:
-                    dst = zarr.open_group(tmp, mode="w").create_array(key, shape=shape, chunks=full_chunks,
-                                                                      dtype=dtype, fill_value=0)
-                else:
-                    dst = zarr.create_array(store=tmp, shape=shape, chunks=full_chunks, dtype=dtype, fill_value=0)
-                _copy(src, dst, full_chunks[-3])
-            elif format_of(path) == "hdf5":
-                import h5py
-
-                with h5py.File(tmp, "w") as f:
-                    copy_other_datasets(path, f, key or "main")  # the file's other datasets are kept
-                    dst = f.create_dataset(key or "main", shape=shape, dtype=dtype,
-                                           chunks=h5_chunks(shape, full_chunks[-3:]), compression="gzip",
-                                           compression_opts=1)
-                    _copy(src, dst, full_chunks[-3])
-            else:
-                raise VolumeError(f"can write .zarr or .h5 volumes, not {path}")
+        with create_output(dst_spec, shape, dtype, full_chunks) as dst:  # the container's other members kept
+            _copy(src, dst, full_chunks[-3])
     logger.info("%s -> %s: %s %s in chunks of %s", src_spec, dst_spec, shape, dtype, list(full_chunks))
     return path
 
