@@ -1,5 +1,6 @@
 """Threshold tuning: search logic with a real score, outputs, and the script end to end."""
 import os
+import re
 import subprocess
 import sys
 
@@ -128,4 +129,6 @@ def test_blockwise_tuning_scores_every_trial_as_the_in_memory_search(small_scene
     memory = run_tuning(load_cfg(None, opts), probs, gt, str(tmp_path / "memory"), max_evals=5)
     blocks = run_tuning(load_cfg(None, opts), probs, gt, str(tmp_path / "blocks"), max_evals=5, scheduler="inprocess")
     assert blocks.replace("blocks", "memory") == memory
+    best = float(re.search(r"AP-75\s+[0-9.]+\s+([0-9.]+)", memory).group(1))
+    assert best > 0.5  # the scene is decoded well: equal reports are not two empty results
     assert sorted(os.listdir(tmp_path / "blocks")) == ["tune_best.yaml", "tune_heatmap.png"]

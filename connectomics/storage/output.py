@@ -13,7 +13,7 @@ import numpy as np
 
 from connectomics.errors import VolumeError
 from connectomics.storage.hdf5 import copy_other_datasets, h5_chunks
-from connectomics.storage.paths import atomic_path, format_of, parse_spec, publish, remove_path, temporary_name
+from connectomics.storage.paths import FORMATS, atomic_path, format_of, parse_spec, publish, remove_path, temporary_name
 
 
 @contextlib.contextmanager
@@ -82,13 +82,8 @@ def create_output(spec, shape, dtype, chunks, attrs=None, level=1):
     path, key = parse_spec(spec)
     kind = format_of(path)
     if kind not in WRITERS:
-        raise VolumeError(f"can write {' or '.join(WRITERS)} volumes ({', '.join(_endings())}), not {path}")
+        endings = [ending for name in WRITERS for ending in FORMATS[name]]
+        raise VolumeError(f"can write {' or '.join(WRITERS)} volumes ({', '.join(endings)}), not {path}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     chunks = tuple(int(c) for c in chunks)
     return WRITERS[kind](path, key, tuple(int(n) for n in shape), np.dtype(dtype), chunks, dict(attrs or {}), level)
-
-
-def _endings():
-    from connectomics.storage.paths import FORMATS
-
-    return [ending for kind in WRITERS for ending in FORMATS[kind]]
