@@ -58,7 +58,10 @@ setup(
         "tensorboard>=2.12",
         "dask[distributed]>=2024.1",  # blockwise runs: a local cluster or any scheduler
         "zarr>=3.0",  # the blockwise store
+        "ome-zarr>=0.12",  # OME-Zarr (NGFF 0.4) metadata of the outputs
+        "neuroglancer>=2.40",  # scripts/view.py: the viewer and its local server (no internet needed)
+        "selenium>=4.20",  # scripts/view.py --screenshot: headless Chromium
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "ome-zarr-models>=1.0"]},  # an NGFF validator that is not ours
     zip_safe=False,
 )

@@ -89,7 +89,7 @@ def make_maps(shape, block, workdir, workers, seed=0):
     import zarr
 
     from connectomics.blockwise import connect, run_blocks
-    from connectomics.blockwise.store import Markers
+    from connectomics.storage import Markers
     from connectomics.geometry import BlockGrid
     from connectomics.storage import create_array, publish, temporary_name
 

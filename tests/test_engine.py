@@ -193,6 +193,61 @@ def test_blockwise_inference_through_main_equals_the_single_process_run(trained,
     assert not [name for name in os.listdir(out) if name.startswith(".")]  # no partial stores, no work folders
 
 
+@pytest.mark.parametrize("scheduler", [[], ["--scheduler", "inprocess"]], ids=["single", "blockwise"])
+def test_ome_zarr_outputs_with_voxel_size_equal_the_hdf5_run(trained, tmp_path, scheduler):
+    """probs.ome.zarr and result.ome.zarr (image + labels/instances), voxel size in every output."""
+    import json
+
+    import zarr
+    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v04.image_label import ImageLabel
+
+    from connectomics.storage import read_volume
+    from connectomics.storage.voxel import read_voxel_size
+
+    tmp, config, _ = trained
+    out = tmp_path / "ome"
+    blocks = ["BLOCKWISE.BLOCK_SIZE", "[8, 32, 32]", "BLOCKWISE.HALO", "[16, 64, 64]"] if scheduler else []
+    result = run_main("--config-file", config, "--inference", *scheduler, "--opts", "INFERENCE.OUTPUT_PATH", str(out),
+                      "INFERENCE.OUTPUT_NAME", "probs.ome.zarr", "POSTPROCESS.OUTPUT_NAME", "result.ome.zarr",
+                      "DATASET.VOXEL_SIZE", "[30, 8, 8]", *blocks, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = tmp / "outputs" / "Synthetic-BC" / "inference"
+    assert np.array_equal(read_volume(str(out / "probs.ome.zarr")), read_volume(str(single / "probs.h5")))
+    instances = f"{out / 'result.ome.zarr'}:labels/instances"
+    assert np.array_equal(read_volume(instances), read_volume(str(single / "instances.h5")))
+    image = read_volume(str(out / "result.ome.zarr"))
+    assert image.dtype == np.uint8 and image.shape == read_volume(instances).shape and image.std() > 0
+    Image.from_zarr(zarr.open_group(str(out / "result.ome.zarr"), mode="r"))
+    ImageLabel.from_zarr(zarr.open_group(str(out / "result.ome.zarr" / "labels" / "instances"), mode="r"))
+    for spec in (str(out / "probs.ome.zarr"), str(out / "result.ome.zarr"), instances):
+        assert read_voxel_size(spec) == (30.0, 8.0, 8.0), spec
+    assert "voxel size (z, y, x) 30 x 8 x 8 nm" in result.stdout
+    assert "view the result: python scripts/view.py --image" in result.stdout
+    assert json.load(open(out / "eval.json"))
+    assert not [name for name in os.listdir(out) if name.startswith(".")]
+    # a rerun reuses everything; a voxel size the config contradicts stops before any work
+    again = run_main("--config-file", config, "--inference", *scheduler, "--opts", "INFERENCE.OUTPUT_PATH", str(out),
+                     "INFERENCE.OUTPUT_NAME", "probs.ome.zarr", "POSTPROCESS.OUTPUT_NAME", "result.ome.zarr",
+                     "DATASET.VOXEL_SIZE", "[30, 8, 8]", *blocks, timeout=600)
+    assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
+
+
+def test_voxel_size_the_input_contradicts_stops_before_inference(trained, tmp_path):
+    import h5py
+
+    tmp, config, _ = trained
+    image = tmp_path / "image.h5"
+    with h5py.File(image, "w") as f:
+        f.create_dataset("main", data=np.zeros((8, 64, 64), np.uint8)).attrs["resolution"] = [40, 4, 4]
+    result = run_main("--config-file", config, "--inference", "--opts", "INFERENCE.OUTPUT_PATH", str(tmp_path / "o"),
+                      "INFERENCE.IMAGE_NAME", str(image), "EVAL.GT_NAME", "", "DATASET.VOXEL_SIZE",
+                      "[30, 8, 8]", timeout=600)
+    assert result.returncode == 2
+    assert "records voxel size [40, 4, 4] nm, DATASET.VOXEL_SIZE [30, 8, 8]" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o" / "probs.h5").exists()
+
+
 def test_blockwise_inference_on_two_workers_builds_the_model_once_per_worker(trained, tmp_path):
     from connectomics.blockwise import connect, infer_blockwise
     from connectomics.config import load_cfg
@@ -302,3 +357,17 @@ def test_training_validation_ranks_by_the_configured_score(trained, monkeypatch)
             assert seen[-1] is None
         else:
             np.testing.assert_array_equal(seen[-1], instance_confidence(build_decoder(cfg)(probs), probs))
+
+
+def test_view_of_a_config_renders_its_inference_outputs(trained, tmp_path):
+    import shutil
+
+    if not shutil.which("chromium") and not os.environ.get("CI"):
+        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
+    _, config, _ = trained
+    png = tmp_path / "view.png"
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "view.py"), "--config-file", config,
+                             "--screenshot", str(png), "--size", "400", "300"], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert png.stat().st_size > 1000 and f"screenshot: {png}" in result.stdout

@@ -33,8 +33,8 @@ def test_decoder_without_blockwise_form_fails_before_the_blocks(tmp_path, opts, 
 
 
 @pytest.mark.parametrize("scheduler, opts, message", [
-    (None, ("INFERENCE.OUTPUT_NAME", "probs.zarr"), r"INFERENCE.OUTPUT_NAME = 'probs.zarr'.*--scheduler"),
-    (None, ("POSTPROCESS.OUTPUT_NAME", "instances.zarr"), "POSTPROCESS.OUTPUT_NAME = 'instances.zarr'"),
+    (None, ("INFERENCE.OUTPUT_NAME", "probs.tif"), r"INFERENCE.OUTPUT_NAME = 'probs.tif'.*can write hdf5, zarr"),
+    (None, ("POSTPROCESS.OUTPUT_NAME", "instances.png"), "POSTPROCESS.OUTPUT_NAME = 'instances.png'"),
     ("inprocess", ("POSTPROCESS.OUTPUT_NAME", "instances.tif"), "POSTPROCESS.OUTPUT_NAME = 'instances.tif'"),
 ])
 def test_unwritable_output_names_fail_before_inference(tmp_path, scheduler, opts, message):
@@ -44,7 +44,10 @@ def test_unwritable_output_names_fail_before_inference(tmp_path, scheduler, opts
     assert not (tmp_path / "out").exists()
 
 
-def test_an_hdf5_output_with_a_dataset_key_passes_the_name_check(tmp_path):
-    cfg = _cfg(tmp_path, "POSTPROCESS.OUTPUT_NAME", "instances.h5:seg")
+@pytest.mark.parametrize("opts", [("POSTPROCESS.OUTPUT_NAME", "instances.h5:seg"),
+                                  ("INFERENCE.OUTPUT_NAME", "probs.zarr", "POSTPROCESS.OUTPUT_NAME", "instances.zarr"),
+                                  ("INFERENCE.OUTPUT_NAME", "probs.ome.zarr", "POSTPROCESS.OUTPUT_NAME", "r.ome.zarr")])
+def test_writable_output_names_pass_the_name_check(tmp_path, opts):
+    cfg = _cfg(tmp_path, *opts)
     with pytest.raises(FileNotFoundError, match="checkpoint"):  # got past the checks, to the model
         run_inference(cfg)

@@ -250,15 +250,40 @@ def test_crash_while_a_chunk_is_being_written_keeps_the_written_chunks(tmp_path,
 def test_writer_thread_errors_reach_the_caller(tmp_path):
     from connectomics.inference.tiling import Tiling
     from connectomics.inference.writer import ChunkWriter
+    from connectomics.storage.partial import open_partial
 
     tiling = Tiling((4, 8, 8), (4, 8, 8), (4, 8, 8), (0, 0, 0), (4, 8, 8))
     chunk = tiling.chunk(tiling.chunk_indices()[0])
-    with h5py.File(tmp_path / "partial.h5", "w") as f:
-        f.create_dataset("done", data=np.zeros(tiling.grid_shape, np.uint8))
-        writer = ChunkWriter(f, tiling.volume_shape, "lzf")
-        writer.submit(np.zeros((2, 4, 8, 8), np.uint8), chunk)
-        writer.submit(np.zeros((3, 4, 8, 8), np.uint8), chunk)  # other channel count: the thread fails
-        with pytest.raises(ResumeError, match="2 channels, the model gives 3"):
-            writer.close()
-        writer.join()  # cleanup after the error raises nothing
-        assert int(f["done"][...].sum()) == 1
+    partial = open_partial(str(tmp_path / "probs.h5"), {"run": 1}, tiling.volume_shape, tiling.chunk_size,
+                           tiling.grid_shape, compression="lzf")
+    writer = ChunkWriter(partial)
+    writer.submit(np.zeros((2, 4, 8, 8), np.uint8), chunk)
+    writer.submit(np.zeros((3, 4, 8, 8), np.uint8), chunk)  # other channel count: the thread fails
+    with pytest.raises(ResumeError, match="2 channels, the model gives 3"):
+        writer.close()
+    writer.join()  # cleanup after the error raises nothing
+    assert int(partial.f["done"][...].sum()) == 1
+    partial.close()
+
+
+def test_zarr_output_resumes_and_equals_in_memory_prediction(tmp_path, model, volume, input_file):
+    import zarr
+
+    from connectomics.storage import stored_settings
+
+    predictor = Predictor(model, **KW)
+    out = str(tmp_path / "probs.zarr")
+    with pytest.raises(Stop):
+        infer_volume_to_file(predictor, input_file, out, CHUNK, on_chunk_done=_stop_after(3))
+    assert not os.path.exists(out) and os.path.isdir(temporary_name(out))
+    seen = []
+    infer_volume_to_file(predictor, input_file, out, CHUNK, on_chunk_done=lambda c, n, t: seen.append(n))
+    assert 4 <= seen[0] == seen[-1] - len(seen) + 1  # resumed after the chunks already on disk
+    array = zarr.open_array(out, mode="r")
+    assert array.dtype == np.uint8 and array.shape == (2,) + volume.shape
+    assert np.array_equal(array[...], predict_volume(predictor, volume))
+    assert not os.path.exists(temporary_name(out)) and not os.path.exists(temporary_name(out) + ".blocks")
+    assert stored_settings(out)[1]["chunk_size"] == list(CHUNK)
+    other = Predictor(model, **dict(KW, stride=(2, 16, 16)))
+    with pytest.raises(ResumeError, match="exists and was made with other settings"):
+        infer_volume_to_file(other, input_file, out, CHUNK)

@@ -176,7 +176,7 @@ def test_convert_volume_round_trip_and_keeps_other_datasets(tmp_path):
 
 def test_a_registered_format_is_read_by_name_everywhere(tmp_path, monkeypatch):
     """storage.register_format: one opener makes a new format readable wherever volumes are opened
-    by name; its endings match before the older ones (.ome.zarr before .zarr)."""
+    by name; its endings match before the older ones (.nested.zarr before .zarr)."""
     import contextlib
 
     from connectomics.storage import FORMATS, format_of, read_volume, register_format, volume_identity
@@ -186,9 +186,10 @@ def test_a_registered_format_is_read_by_name_everywhere(tmp_path, monkeypatch):
     saved = dict(FORMATS)
     try:
         register_format("npy", (".npy",), lambda path, key: contextlib.nullcontext(np.load(path, mmap_mode="r")))
-        register_format("nested", (".ome.zarr",), volume_module.OPENERS["zarr"])
+        register_format("nested", (".nested.zarr",), volume_module.OPENERS["zarr"])
         assert list(FORMATS)[:2] == ["nested", "npy"]
-        assert format_of("a.ome.zarr") == "nested" and format_of("a.zarr") == "zarr" and format_of("b.NPY") == "npy"
+        assert format_of("a.nested.zarr") == "nested" and format_of("a.zarr") == "zarr"
+        assert format_of("b.NPY") == "npy" and format_of("c.ome.zarr") == "ome-zarr"
         data = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
         np.save(tmp_path / "v.npy", data)
         with open_volume(str(tmp_path / "v.npy")) as vol:
@@ -198,7 +199,7 @@ def test_a_registered_format_is_read_by_name_everywhere(tmp_path, monkeypatch):
     finally:
         FORMATS.clear()
         FORMATS.update(saved)
-    assert format_of("a.ome.zarr") == "zarr"
+    assert format_of("a.nested.zarr") == "zarr"
 
 
 @pytest.mark.parametrize("kind", ["h5", "zarr"])
@@ -228,5 +229,5 @@ def test_create_output_publishes_complete_and_keeps_other_members(tmp_path, kind
             raise RuntimeError("stop")
     leftovers = [name for name in os.listdir(tmp_path) if name.startswith(".")]
     assert not leftovers and "broken" not in (os.listdir(path) if kind == "zarr" else [])
-    with pytest.raises(VolumeError, match="can write hdf5 or zarr volumes"):
+    with pytest.raises(VolumeError, match="can write hdf5, zarr, ome-zarr volumes"):
         create_output(str(tmp_path / "x.tif"), data.shape, data.dtype, (2, 6, 8))

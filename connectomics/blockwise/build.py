@@ -15,12 +15,18 @@ def connect_from_cfg(cfg, scheduler=None):
 
 
 def zarr_name(name):
-    """``probs.h5`` -> ``probs.zarr``: the blockwise store of an output name."""
+    """``probs.h5`` -> ``probs.zarr``: the blockwise store of an output name (a name whose format
+    workers can share, ``probs.zarr`` / ``probs.ome.zarr``, is kept)."""
+    from connectomics.storage import WRITERS
+
+    writer = WRITERS.get(format_of(name))
+    if writer is not None and writer.parallel:
+        return name
     stem = name.rsplit(".", 1)[0] if format_of(name) == "hdf5" else name
-    return stem if format_of(stem) == "zarr" else stem + ".zarr"
+    return stem + ".zarr"
 
 
-def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False):
+def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False, attrs=None):
     """Blockwise post-processing with the decoder of ``cfg.POSTPROCESS`` and the blocks of ``cfg.BLOCKWISE``,
     then the instances' confidence table (``scores_path(output_spec)``, read back block by block)."""
     from connectomics.postprocess.build import decoder_params
@@ -32,7 +38,7 @@ def postprocess_from_cfg(cfg, input_spec, output_spec, client, overwrite=False):
     scores = scores_path(output_spec)
     result = postprocess_blockwise(input_spec, output_spec, name, params, client, block=tuple(b.BLOCK_SIZE),
                                    halo=tuple(b.HALO), work_dir=b.WORK_DIR or None, retries=b.RETRIES,
-                                   overwrite=overwrite, stale_files=[scores])
+                                   overwrite=overwrite, stale_files=[scores], attrs=attrs)
     path, key = parse_spec(output_spec)
     if not key and format_of(path) == "hdf5":
         key = "main"  # the dataset the export wrote, not the file's first one

@@ -18,8 +18,9 @@ import os
 import shutil
 
 from connectomics.blockwise.cluster import run_blocks
-from connectomics.blockwise.store import Markers
-from connectomics.storage import check_existing, create_array, format_of, open_volume, publish, temporary_name
+from connectomics.storage import Markers
+from connectomics.storage import check_existing, open_volume, temporary_name
+from connectomics.storage.output import output_writer
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def worker_predictor(cfg_text, checkpoint, device):
 def predict_block(index, cfg_text, checkpoint, device, input_spec, out_path, tiling):
     """One block: predict chunk ``index`` of ``tiling`` and write it into the store at ``out_path``."""
     from connectomics.storage import open_array
+    from connectomics.storage.output import write_region
 
     predictor, workspace = worker_predictor(cfg_text, checkpoint, device)
     chunk = tiling.chunk(index)
@@ -81,7 +83,7 @@ def predict_block(index, cfg_text, checkpoint, device, input_spec, out_path, til
     out = open_array(out_path, "r+")
     if block.shape[0] != out.shape[0]:
         raise ValueError(f"the model gives {block.shape[0]} channels, the store {out_path} has {out.shape[0]}")
-    out[(slice(None),) + chunk.write.slices()] = block
+    write_region(out_path, (slice(0, block.shape[0]),) + chunk.write.slices(), block)
     return {"pid": os.getpid(), "loads": LOADS["count"]}
 
 
@@ -101,29 +103,29 @@ def blockwise_map_settings(cfg, checkpoint, input_spec, device="cpu"):
 
 
 def infer_blockwise(cfg, checkpoint, input_spec, output_path, client=None, device="cpu", retries=2,
-                    overwrite=False, on_block_done=None):
+                    overwrite=False, on_block_done=None, attrs=None):
     """Predict ``input_spec`` (Z, Y, X) into the zarr store ``output_path`` ((C, Z, Y, X) uint8), block by block.
 
     ``cfg``: the frozen config (INFERENCE.*, MODEL.*); ``checkpoint``: weights
     path, read by every worker; ``client``: ``distributed.Client`` or None (in
     this process). Returns ``(output_path, {block index: result})``.
     """
-    if format_of(output_path) != "zarr":
-        raise ValueError(f"blockwise inference writes a zarr store (name.zarr), not {output_path}")
+    writer = output_writer(output_path, parallel=True)  # the workers write their blocks into one store
     cfg_text = cfg.dump()
     checkpoint = os.path.abspath(checkpoint)
     settings, tiling, shape = blockwise_map_settings(cfg, checkpoint, input_spec, device)
+    if attrs:
+        settings = dict(settings, attrs=dict(attrs))
     if check_existing(output_path, settings, overwrite, what="probability maps"):
         return output_path, {}
-    tmp = temporary_name(output_path)
     markers = Markers(temporary_name(output_path) + ".blocks", settings, overwrite)
-    create_array(tmp, (cfg.MODEL.OUT_PLANES,) + shape, (cfg.MODEL.OUT_PLANES,) + tiling.chunk_size, "uint8",
-                 settings)
+    tmp, where = writer.start(output_path, None, (cfg.MODEL.OUT_PLANES,) + shape,
+                              "uint8", (cfg.MODEL.OUT_PLANES,) + tiling.chunk_size, settings, attrs)
     logger.info("blockwise inference of %s: %d blocks of %s, %s", input_spec, tiling.num_chunks,
                 tiling.chunk_size, "in this process" if client is None else f"on {client.scheduler.address}")
     fn = functools.partial(predict_block, cfg_text=cfg_text, checkpoint=checkpoint, device=str(device),
-                           input_spec=str(input_spec), out_path=tmp, tiling=tiling)
+                           input_spec=str(input_spec), out_path=where, tiling=tiling)
     results = run_blocks(client, fn, tiling.chunk_indices(), markers, "inference", retries, on_block_done)
-    publish(tmp, output_path)
+    writer.finish(tmp, output_path)
     shutil.rmtree(markers.folder, ignore_errors=True)
     return output_path, results

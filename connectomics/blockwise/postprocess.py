@@ -35,13 +35,14 @@ from connectomics.blockwise.cluster import run_blocks
 from connectomics.blockwise.components import face_pairs, label_block, provisional_offsets, resolve_ids
 from connectomics.blockwise.segment import (final_block, global_sizes, relabel_table, seed_block, segment_block,
                                             write_block)
-from connectomics.blockwise.store import Markers, align_block, input_chunks
+from connectomics.blockwise.store import align_block, input_chunks
+from connectomics.storage import Markers
 from connectomics.geometry import BlockGrid
 from connectomics.postprocess.decoders import check_params
 from connectomics.postprocess.registry import DECODERS, decoder_entry, decoder_keywords
-from connectomics.storage import (SETTINGS, VolumeError, check_existing, create_array, create_output, format_of,
-                                  open_volume, parse_spec, publish_zarr, remove_path, require_group, volume_identity,
-                                  zarr_member_temporary)
+from connectomics.storage import (SETTINGS, VolumeError, check_existing, create_array, create_output, open_volume,
+                                  parse_spec, remove_path, volume_identity)
+from connectomics.storage.output import output_writer
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,7 @@ def _open_input(input_spec, output_spec, channels, block):
     even one chunk in place, are decoded again).
     """
     out_path, out_key = parse_spec(output_spec)
-    if format_of(out_path) not in ("hdf5", "zarr"):
-        raise VolumeError(f"output {output_spec}: expected file.h5[:key] or store.zarr")
-    if out_key and format_of(out_path) == "zarr" and os.path.exists(out_path):
-        require_group(out_path)  # fail now, not after the run, if an array store is in the way
+    output_writer(out_path).check(out_path, out_key)  # fail now, not after the run (e.g. an array store in the way)
     with open_volume(input_spec) as maps:
         _check_maps(maps, str(input_spec), channels)
         shape = tuple(int(n) for n in maps.shape[1:])
@@ -153,8 +151,8 @@ def blockwise_settings(input_spec, output_spec, decoder="bc_watershed", params=N
 
 def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", params=None, client=None,
                           block=(64, 512, 512), halo=(8, 64, 64), work_dir=None, retries=2, overwrite=False,
-                          keep_work=False, on_block_done=None, wrap=None, stale_files=()):
-    """Decode ``input_spec`` block by block into ``output_spec`` (``.h5[:key]`` or ``.zarr``).
+                          keep_work=False, on_block_done=None, wrap=None, stale_files=(), attrs=None):
+    """Decode ``input_spec`` block by block into ``output_spec`` (``.h5[:key]``, ``.zarr``, ``.ome.zarr`` ...).
 
     input_spec: (C, Z, Y, X) uint8 maps, ``store.zarr[:array]`` or ``file.h5[:key]``.
     decoder, params: as :func:`connectomics.postprocess.decode` (plain keywords).
@@ -165,10 +163,13 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
     the output), removed at the end unless ``keep_work``. ``on_block_done``,
     ``wrap``: see :func:`~connectomics.blockwise.cluster.run_blocks`. ``stale_files``:
     files derived from an earlier output (a score table), removed once the output is to be
-    rebuilt (not when it is complete already, nor when a run is refused). Returns the output path.
+    rebuilt (not when it is complete already, nor when a run is refused). ``attrs``: the output's
+    attributes (``voxel_size``). Returns the output path.
     """
     out_path, out_key, shape, block, halo, params, settings = blockwise_settings(input_spec, output_spec, decoder,
                                                                                  params, block, halo)
+    if attrs:
+        settings = dict(settings, attrs=dict(attrs))
     plan = decoder_entry(decoder).blockwise
     if check_existing(out_path, settings, overwrite, key=out_key):
         return out_path
@@ -260,21 +261,23 @@ def _seed_stages(ctx, seed_threshold, contour_threshold, connectivity, min_seed)
 
 
 def _export(ctx, key, make_labels, dtype):
-    """Write ``make_labels(index)`` of every block to the output: zarr in parallel, HDF5 from this process.
+    """Write ``make_labels(index)`` of every block to the output: in parallel by the workers where its
+    format allows (zarr), else from this process (HDF5).
 
     ``key``: the array of a zarr group / the dataset of an HDF5 file (default
     ``main``); the group's or file's other members are kept.
     """
     grid = ctx.grid
-    if format_of(ctx.out_path) == "zarr":  # the workers write their blocks in parallel
-        tmp = zarr_member_temporary(ctx.out_path, key)
-        create_array(tmp, grid.shape, grid.block, dtype, ctx.settings)
-        export = functools.partial(write_block, make_labels=make_labels, dst_path=tmp, grid=grid)
+    writer = output_writer(ctx.out_path)
+    if writer.parallel:  # the workers write their blocks
+        tmp, where = writer.start(ctx.out_path, key, grid.shape, dtype, grid.block, ctx.settings,
+                                  ctx.settings.get("attrs"))
+        export = functools.partial(write_block, make_labels=make_labels, dst_path=where, grid=grid)
         ctx.run(export, grid.indices(), stage="export")
-        publish_zarr(tmp, ctx.out_path, key)
+        writer.finish(tmp, ctx.out_path, key)
         return
     spec = f"{ctx.out_path}:{key}" if key else ctx.out_path
-    attrs = {SETTINGS: json.dumps(ctx.settings, sort_keys=True)}
+    attrs = dict(ctx.settings.get("attrs", {}), **{SETTINGS: json.dumps(ctx.settings, sort_keys=True)})
     with create_output(spec, grid.shape, dtype, H5_CHUNK, attrs) as dset:  # the file's other datasets kept
         for index in tqdm(grid.indices(), unit="block", desc="export", disable=None):
             dset[grid.box(index).slices()] = make_labels(index)

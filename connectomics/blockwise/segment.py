@@ -22,6 +22,7 @@ from connectomics._ext import labels as _kernel
 from connectomics.blockwise.components import read_maps
 from connectomics.geometry import Box
 from connectomics.storage import open_array
+from connectomics.storage.output import write_region
 
 _LUTS = {}  # per worker process: (path, mtime, size) -> memory-mapped lookup table
 
@@ -103,6 +104,7 @@ def seed_block(index, seeds_path, grid, offsets, counts, lut_path):
 
 
 def write_block(index, make_labels, dst_path, grid):
-    """Export stage for one block of a zarr output: ``dst[box] = make_labels(index)``."""
-    open_array(dst_path, "r+")[grid.box(index).slices()] = make_labels(index)
+    """Export stage for one block of a zarr / OME-Zarr output: ``dst[box] = make_labels(index)``
+    (:func:`~connectomics.storage.output.write_region`)."""
+    write_region(dst_path, grid.box(index).slices(), make_labels(index))
     return {}

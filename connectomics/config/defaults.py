@@ -66,6 +66,8 @@ _C.DATASET.VAL_IMAGE_NAME = ""  # validation image for training-time AP-75 ("" =
 _C.DATASET.VAL_LABEL_NAME = ""  # validation ground-truth instances
 _C.DATASET.INPUT_PATH = ""  # folder prefix of IMAGE_NAME / LABEL_NAME / VAL_* (joined as paths)
 _C.DATASET.INFERENCE_PATH = ""  # kept for config compatibility; unused
+_C.DATASET.VOXEL_SIZE = []  # (z, y, x) nm, e.g. [30, 8, 8] (MitoEM); [] = as the input files record it
+_C.DATASET.VOXEL_SIZE_OVERRIDE = False  # True: VOXEL_SIZE wins over a file that records another one
 _C.DATASET.OUTPUT_PATH = "outputs/train"  # checkpoints, logs, tensorboard, merged config
 _C.DATASET.DO_2D = False  # sample 2D windows (z = 1)
 _C.DATASET.PAD_SIZE = [2, 64, 64]  # mirror padding of the training volumes per side (z, y, x)

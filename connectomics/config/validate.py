@@ -140,6 +140,9 @@ def _validate_dataset(d):
         _fail("DATASET.PAD_SIZE", d.PAD_SIZE, "expected three non-negative integers")
     if len(d.DATA_SCALE) != 3 or any(s <= 0 for s in d.DATA_SCALE):
         _fail("DATASET.DATA_SCALE", d.DATA_SCALE, "expected three positive zoom factors (z, y, x)")
+    if d.VOXEL_SIZE and (len(d.VOXEL_SIZE) != 3 or min(float(v) for v in d.VOXEL_SIZE) <= 0):
+        _fail("DATASET.VOXEL_SIZE", d.VOXEL_SIZE, "expected three positive sizes in nm (z, y, x), or [] to read them "
+              "from the input files")
     images, labels = split_names(d.IMAGE_NAME), split_names(d.LABEL_NAME)
     if labels and len(labels) != len(images):
         _fail("DATASET.LABEL_NAME", d.LABEL_NAME, f"needs one label per image ({len(images)} images)")

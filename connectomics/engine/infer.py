@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from connectomics.engine.outputs import owns_outputs, volume_folders
+from connectomics.engine.outputs import output_attrs, owns_outputs, volume_folders, write_image_beside
 from connectomics.engine.runner import connect, make_runner, resolve_checkpoint
 from connectomics.engine.scores import SCORES_CSV, score_settings, use_score_settings
 from connectomics.evaluation.scores_csv import append_score
@@ -41,7 +41,9 @@ def run_volume(cfg, runner, image_spec, gt_spec, folder, iteration=None, overwri
     ``overwrite``: replace maps / instances made with other settings (else ResumeError);
     ``model``: the checkpoint's :func:`~connectomics.checkpoint.model_identity` (scores CSV).
     """
-    instances = runner.segment(image_spec, folder, overwrite)
+    attrs = output_attrs(cfg, image_spec, gt_spec)
+    instances = runner.segment(image_spec, folder, overwrite, attrs)
+    write_image_beside(image_spec, instances, attrs)  # an OME-Zarr label gets its image
     return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration, model)
 
 
@@ -55,9 +57,13 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None, m
     """
     from connectomics.evaluation import build_evaluation, format_table, write_reports
     from connectomics.postprocess.confidence import scores_path
+    from connectomics.storage.voxel import read_voxel_size
+    from connectomics.viewer import view_command
 
     logger.info("instances: %s", instances)
     save_overlay(image_spec, instances, gt_spec, os.path.join(folder, "overlay.png"))
+    print(f"view the result: {view_command(image_spec, instances, maps_beside(cfg, folder), gt_spec)}",
+          flush=True)
     if not gt_spec:
         return None
     confidence = scores_path(instances)
@@ -66,6 +72,9 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None, m
         {"confidence (mean foreground)": confidence} if os.path.exists(confidence) else {})
     result = build_evaluation(cfg)(gt_spec, instances, scores=scores, other_rankings=other)
     result.notes.append(score_note(cfg.EVAL.SCORE))
+    voxel = read_voxel_size(instances)
+    if voxel:
+        result.notes.append(f"voxel size (z, y, x) {' x '.join(f'{v:g}' for v in voxel)} nm")
     write_reports(result, os.path.join(folder, cfg.EVAL.OUTPUT_PREFIX), iteration=iteration)
     print(format_table(result), flush=True)
     if iteration is not None:
@@ -73,6 +82,15 @@ def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None, m
         use_score_settings(csv_path, score_settings(cfg, image_spec, gt_spec, model))
         append_score(csv_path, iteration, result.summary)
     return result.summary
+
+
+def maps_beside(cfg, folder):
+    """The probability maps of ``folder`` (single-process or blockwise name), or None."""
+    from connectomics.engine.outputs import output_names
+    from connectomics.storage import parse_spec
+
+    found = [output_names(cfg, folder, blockwise)[0] for blockwise in (False, True)]
+    return next((maps for maps in found if os.path.exists(parse_spec(maps)[0])), None)
 
 
 def score_note(score):
@@ -99,20 +117,20 @@ def check_decoder(cfg, blockwise=False):
 
 
 def check_output_names(cfg, blockwise=False):
-    """Raise ConfigError unless the output names can be written: HDF5 maps and instances in one
-    process; with ``blockwise`` the maps are always zarr and the instances HDF5 or zarr."""
+    """Raise ConfigError unless the output names can be written: maps and instances in any writable
+    format (:data:`connectomics.storage.WRITERS`); with ``blockwise`` the maps in one that workers
+    share (``probs.h5`` then becomes ``probs.zarr``)."""
     from connectomics.config import ConfigError
-    from connectomics.storage import FORMATS, format_of, parse_spec
+    from connectomics.storage import VolumeError, parse_spec
+    from connectomics.storage.output import output_writer
 
-    instances = parse_spec(cfg.POSTPROCESS.OUTPUT_NAME)[0]  # 'instances.h5:key' names a dataset
-    names = [("POSTPROCESS.OUTPUT_NAME", instances, ("hdf5", "zarr") if blockwise else ("hdf5",))]
-    if not blockwise:
-        names.insert(0, ("INFERENCE.OUTPUT_NAME", cfg.INFERENCE.OUTPUT_NAME, ("hdf5",)))
-    for key, name, allowed in names:
-        if format_of(name) not in allowed:
-            endings = [e for kind in allowed for e in FORMATS[kind]]
-            raise ConfigError(f"config key {key} = {name!r}: must end with {' / '.join(endings)}"
-                              f"{'' if blockwise else ' (zarr outputs need --scheduler)'}")
+    names = [("INFERENCE.OUTPUT_NAME", cfg.INFERENCE.OUTPUT_NAME, False),
+             ("POSTPROCESS.OUTPUT_NAME", parse_spec(cfg.POSTPROCESS.OUTPUT_NAME)[0], False)]  # 'x.h5:key' names a dataset
+    for key, name, parallel in names:
+        try:
+            output_writer(name, parallel)
+        except VolumeError as err:
+            raise ConfigError(f"config key {key} = {name!r}: {err}") from None
 
 
 def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=None, save_config=True):
@@ -135,6 +153,8 @@ def run_inference(cfg, checkpoint=None, device=None, overwrite=False, scheduler=
     checkpoint = resolve_checkpoint(cfg, checkpoint)
     model = model_identity(checkpoint)
     jobs = volume_folders(cfg)
+    for image, gt, _ in jobs:
+        output_attrs(cfg, image, gt)  # a voxel size the files contradict fails now
     runner = make_runner(cfg, checkpoint, device, blockwise)
     if not replace:
         runner.check_protected(jobs)  # before any work (and before a Dask cluster starts)

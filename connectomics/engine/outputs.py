@@ -60,30 +60,55 @@ def _existing(spec):
 
 def _partial(path):
     """The settings of the partial (temporary) output of ``path``, or ``'absent'``."""
-    tmp = temporary_name(path)
-    if not os.path.exists(tmp):
-        return "absent"
-    if format_of(path) == "zarr":
-        return _existing(tmp)
-    import json
+    from connectomics.storage.partial import partial_settings
 
-    import h5py
+    return partial_settings(path)
 
-    try:
-        with h5py.File(tmp, "r") as f:
-            text = f.attrs.get(SETTINGS)
-    except OSError:
-        return {"unreadable": True}
-    return json.loads(text) if text is not None else None
+
+OME_INSTANCES = "labels/instances"  # where instances named result.ome.zarr go
 
 
 def output_names(cfg, folder, blockwise):
     """``(maps path, instances spec)`` of one volume's folder."""
     from connectomics.blockwise.build import zarr_name
 
-    maps = cfg.INFERENCE.OUTPUT_NAME
-    return (os.path.join(folder, zarr_name(maps) if blockwise else maps),
-            os.path.join(folder, cfg.POSTPROCESS.OUTPUT_NAME))
+    maps, instances = cfg.INFERENCE.OUTPUT_NAME, cfg.POSTPROCESS.OUTPUT_NAME
+    path, key = parse_spec(instances)
+    if format_of(path) == "ome-zarr" and not key:
+        instances = f"{path}:{OME_INSTANCES}"  # a label of the image the run writes beside it
+    return (os.path.join(folder, zarr_name(maps) if blockwise else maps), os.path.join(folder, instances))
+
+
+def write_image_beside(image, instances, attrs):
+    """When the instances are a label of an OME-Zarr (``result.ome.zarr:labels/instances``), the image
+    ``image`` as that OME-Zarr's multiscale image (once per image content: its identity is recorded)."""
+    from connectomics.storage import create_output, open_volume, volume_identity
+
+    path, key = parse_spec(instances)
+    if format_of(path) != "ome-zarr" or not key or not key.startswith("labels/"):
+        return
+    settings = {"image": os.path.abspath(parse_spec(image)[0]), "image_id": volume_identity(image), "attrs": attrs}
+    exists, old, _ = stored_settings(path)
+    if exists and os.path.isdir(os.path.join(path, "0")) and not difference(old, settings):
+        return
+    import json
+
+    with open_volume(image) as volume:
+        shape, slab = tuple(volume.shape), 32
+        with create_output(path, shape, volume.dtype, (slab, 256, 256),
+                           dict(attrs, **{SETTINGS: json.dumps(settings, sort_keys=True)})) as out:
+            for z in range(0, shape[0], slab):
+                out[z:z + slab] = volume[z:z + slab]
+
+
+def output_attrs(cfg, image, gt=None):
+    """The attributes every output of ``image`` records: ``voxel_size`` ((z, y, x) nm: DATASET.VOXEL_SIZE
+    checked against what ``image`` and ``gt`` record, :func:`~connectomics.storage.voxel.resolve_voxel_size`),
+    or {} when neither gives one. VolumeError when they disagree (unless DATASET.VOXEL_SIZE_OVERRIDE)."""
+    from connectomics.storage.voxel import VOXEL_SIZE, resolve_voxel_size
+
+    size = resolve_voxel_size(cfg.DATASET.VOXEL_SIZE, [image, gt], cfg.DATASET.VOXEL_SIZE_OVERRIDE)
+    return {VOXEL_SIZE: list(size)} if size else {}
 
 
 def check_protected_outputs(cfg, jobs, predictor=None, decode=None, checkpoint=None, device="cpu"):
@@ -96,8 +121,10 @@ def check_protected_outputs(cfg, jobs, predictor=None, decode=None, checkpoint=N
 
     blockwise = predictor is None
     problems = []
-    for image, _, folder in jobs:
+    for image, gt, folder in jobs:
         maps, instances = output_names(cfg, folder, blockwise)
+        attrs = output_attrs(cfg, image, gt)
+        extra = {"attrs": attrs} if attrs else {}
         if blockwise:
             from connectomics.blockwise.inference import blockwise_map_settings
 
@@ -108,6 +135,7 @@ def check_protected_outputs(cfg, jobs, predictor=None, decode=None, checkpoint=N
             with open_volume(image) as volume:
                 tiling = predictor.tiling(tuple(volume.shape), tuple(cfg.INFERENCE.CHUNK_SIZE))
             wanted = run_settings(predictor, tiling, image)
+        wanted = dict(wanted, **extra)
         old_maps, partial = _existing(maps), _partial(maps)
         maps_kept = old_maps != "absent" and not difference(old_maps, wanted)
         if old_maps != "absent" and not maps_kept:
@@ -120,7 +148,7 @@ def check_protected_outputs(cfg, jobs, predictor=None, decode=None, checkpoint=N
         if not maps_kept:
             problems.append(f"{instances} was decoded from other maps")
             continue
-        diff = difference(old_instances, _instance_settings(cfg, maps, instances, decode))
+        diff = difference(old_instances, dict(_instance_settings(cfg, maps, instances, decode), **extra))
         if diff:
             problems.append(f"{instances} was made with other settings ({diff})")
     if problems:

@@ -4,7 +4,7 @@ one path for both, which only calls the runner it is handed.
 
 A runner is made for one checkpoint (:func:`make_runner`) and offers ``outputs(folder)`` (the
 maps and instances it writes there), ``check_protected(jobs)`` (ResumeError before any work if
-a run would replace results of other settings) and ``segment(image, folder, overwrite)`` (maps
+a run would replace results of other settings) and ``segment(image, folder, overwrite, attrs)`` (maps
 and instances, plus the instances' confidence table; returns the instances' path). A Dask
 runner's client comes from :func:`connect` (None in this process: also the 'inprocess'
 scheduler).
@@ -64,14 +64,15 @@ class LocalRunner:
     def check_protected(self, jobs):
         check_protected_outputs(self.cfg, jobs, predictor=self.predictor, decode=self.decode)
 
-    def segment(self, image, folder, overwrite=False):
+    def segment(self, image, folder, overwrite=False, attrs=None):
         from connectomics.inference import infer_volume_to_file
         from connectomics.postprocess import postprocess_file
 
         maps, instances = self.outputs(folder)
         os.makedirs(folder, exist_ok=True)
-        infer_volume_to_file(self.predictor, image, maps, tuple(self.cfg.INFERENCE.CHUNK_SIZE), overwrite=overwrite)
-        postprocess_file(maps, instances, self.decode, overwrite=overwrite)  # and instances_scores.txt
+        infer_volume_to_file(self.predictor, image, maps, tuple(self.cfg.INFERENCE.CHUNK_SIZE), overwrite=overwrite,
+                             attrs=attrs)
+        postprocess_file(maps, instances, self.decode, overwrite=overwrite, attrs=attrs)  # and instances_scores.txt
         return instances
 
 
@@ -91,15 +92,16 @@ class DaskRunner:
     def check_protected(self, jobs):
         check_protected_outputs(self.cfg, jobs, checkpoint=self.checkpoint, device=self.device)
 
-    def segment(self, image, folder, overwrite=False):
+    def segment(self, image, folder, overwrite=False, attrs=None):
         from connectomics.blockwise import infer_blockwise
         from connectomics.blockwise.build import postprocess_from_cfg
 
         maps, instances = self.outputs(folder)
         os.makedirs(folder, exist_ok=True)
         infer_blockwise(self.cfg, self.checkpoint, image, maps, self.client, device=str(self.device),
-                        retries=self.cfg.BLOCKWISE.RETRIES, overwrite=overwrite)
-        postprocess_from_cfg(self.cfg, maps, instances, self.client, overwrite=overwrite)  # and instances_scores.txt
+                        retries=self.cfg.BLOCKWISE.RETRIES, overwrite=overwrite, attrs=attrs)
+        postprocess_from_cfg(self.cfg, maps, instances, self.client, overwrite=overwrite,
+                             attrs=attrs)  # and instances_scores.txt
         return instances
 
 

@@ -1,36 +1,28 @@
-"""Chunked, resumable, atomic HDF5 output of inference.
+"""Chunked, resumable, atomic output of inference.
 
-``infer_volume_to_file`` writes the (C, Z, Y, X) uint8 maps to dataset ``main``
-of ``temporary_name(output_path)`` one chunk at a time. After each chunk the
-data is flushed and the chunk's cell of the small uint8 dataset ``done`` (the
-chunk grid) is set and flushed. A run that is killed leaves only the temporary
-file; the next run with the same settings continues at the first unfinished
-chunk. When every chunk is done, ``done`` is removed and the file is renamed to
-``output_path``, so the final name exists only for complete results.
+``infer_volume_to_file`` writes the (C, Z, Y, X) uint8 maps one chunk at a time into the partial
+output of ``output_path`` (:func:`connectomics.storage.partial.open_partial`: HDF5 ``main``, or a
+zarr array), each chunk recorded done once its data is on disk. A run that is killed leaves only
+the temporary output; the next run with the same settings continues at the first unfinished
+chunk. When every chunk is done the result is published under ``output_path``, so the final name
+exists only for complete results.
 """
 import hashlib
-import json
 import logging
-import math
 import os
 import queue
 import threading
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from connectomics.errors import ResumeError, VolumeError
+from connectomics.errors import VolumeError
 from connectomics.inference.predictor import Workspace, check_volume
-from connectomics.storage import h5_chunks, open_volume, temporary_name
-from connectomics.storage.settings import SETTINGS, difference
+from connectomics.storage import check_existing, open_volume
+from connectomics.storage.partial import open_partial
 
 logger = logging.getLogger(__name__)
-
-SETTINGS_ATTR = SETTINGS  # the file's attribute: the partial file holds 'done' beside 'main'
-H5_CHUNK = (16, 128, 128)  # (z, y, x) of the HDF5 chunks of 'main' (256 KiB per channel at uint8)
-H5_CACHE = dict(rdcc_nbytes=4 * 2**20, rdcc_nslots=1009)  # HDF5 chunk cache: small, so memory stays flat
 
 
 def model_fingerprint(model):
@@ -60,79 +52,8 @@ def _is_spec(value):
     return isinstance(value, (str, os.PathLike))
 
 
-def _stored_settings(f):
-    text = f.attrs.get(SETTINGS_ATTR)
-    return json.loads(text) if text is not None else None
-
-
-def _open_partial(tmp, settings, grid_shape, overwrite):
-    """Open (resume) or create the temporary file; returns an open ``h5py.File``."""
-    if os.path.exists(tmp):
-        try:
-            f = h5py.File(tmp, "r+", **H5_CACHE)
-        except OSError as err:
-            logger.warning("partial output %s is unreadable (%s); starting again", tmp, err)
-            os.remove(tmp)
-        else:
-            diff = difference(_stored_settings(f), settings)
-            if not diff and ("done" in f or "main" in f):  # no 'done' but 'main': killed just before the rename
-                n_done = int(f["done"][...].sum()) if "done" in f else "all"
-                logger.info("resuming %s: %s of %d chunks done", tmp, n_done, math.prod(grid_shape))
-                return f
-            f.close()
-            if not overwrite:
-                raise ResumeError(f"partial output {tmp} was made with other settings ({diff or 'no chunk record'}); "
-                                  "pass overwrite=True (--overwrite) to start again, or delete that file")
-            os.remove(tmp)
-    f = h5py.File(tmp, "w", **H5_CACHE)
-    f.attrs[SETTINGS_ATTR] = json.dumps(settings, sort_keys=True)
-    f.create_dataset("done", shape=grid_shape, dtype=np.uint8, fillvalue=0)
-    f.flush()
-    return f
-
-
-def _check_final(output_path, settings, overwrite):
-    """True if ``output_path`` already holds this exact result; raise if it holds another one
-    (unless ``overwrite``: then it is replaced when the new one is complete)."""
-    if not os.path.exists(output_path):
-        return False
-    try:
-        with h5py.File(output_path, "r") as f:
-            diff = difference(_stored_settings(f), settings)
-    except OSError as err:
-        if overwrite:
-            return False
-        raise ResumeError(f"{output_path} exists and is not a readable HDF5 file ({err}); "
-                          "pass overwrite=True (--overwrite) to replace it") from err
-    if not diff:
-        logger.info("%s is already complete; nothing to do", output_path)
-        return True
-    if not overwrite:
-        raise ResumeError(f"{output_path} exists and was made with other settings ({diff}); "
-                          "pass overwrite=True (--overwrite) to replace it")
-    logger.warning("replacing %s (made with other settings: %s)", output_path, diff)
-    return False
-
-
-def _write_chunk(f, block, chunk, volume_shape, compression):
-    if "main" not in f:
-        shape = (block.shape[0],) + tuple(volume_shape)
-        opts = {"compression": compression}
-        if compression == "gzip":
-            opts["compression_opts"] = 1
-        f.create_dataset("main", shape=shape, dtype=np.uint8, chunks=h5_chunks(shape, H5_CHUNK), **opts)
-    dset = f["main"]
-    if dset.shape[0] != block.shape[0]:
-        raise ResumeError(f"{f.filename}: dataset 'main' has {dset.shape[0]} channels, "
-                          f"the model gives {block.shape[0]}")
-    dset[(slice(None),) + tuple(slice(a, b) for a, b in chunk.write)] = block
-    f.flush()
-    f["done"][chunk.index] = 1
-    f.flush()
-
-
-def _predict_chunks(predictor, volume, input_spec, tiling, todo, f, compression, bar, on_chunk_done):
-    """Predict the chunks ``todo`` (grid indices, in order) into the open partial file ``f``.
+def _predict_chunks(predictor, volume, input_spec, tiling, todo, partial, bar, on_chunk_done):
+    """Predict the chunks ``todo`` (grid indices, in order) into ``partial`` (:func:`open_partial`).
 
     Pipelined: the next chunk's input is read, then the finished chunk is handed to a
     :class:`ChunkWriter`, whose gzip write runs while the next chunk is computed (the
@@ -153,7 +74,7 @@ def _predict_chunks(predictor, volume, input_spec, tiling, todo, f, compression,
     def read(k):
         return _named(input_spec, predictor.read_chunk, volume, tiling.chunk(todo[k])) if k < len(todo) else None
 
-    writer = ChunkWriter(f, tiling.volume_shape, compression)
+    writer = ChunkWriter(partial)
     try:
         source = read(0)
         for k, index in enumerate(todo):
@@ -177,17 +98,17 @@ def _named(input_spec, fn, *args):
 
 
 class ChunkWriter:
-    """Writes predicted chunks into the partial file on one background thread, in order.
+    """Writes predicted chunks into the partial output on one background thread, in order.
 
     HDF5 compresses with the GIL released, so a chunk's write overlaps the next chunk's
     forward passes (on an H100 the gzip writes were ~30% of the inference wall time when
     done in line). Memory: at most two (C, *chunk) uint8 blocks wait or are being written.
     An error in the thread is raised again by the next :meth:`submit`, :meth:`completed`
-    or :meth:`close`; a chunk counts as done only once its ``done`` flag is flushed.
+    or :meth:`close`; a chunk counts as done only once it is recorded done.
     """
 
-    def __init__(self, f, volume_shape, compression):
-        self.f, self.volume_shape, self.compression = f, volume_shape, compression
+    def __init__(self, partial):
+        self.partial = partial
         self.queue, self.finished, self.error = queue.Queue(maxsize=1), queue.SimpleQueue(), None
         self.thread = threading.Thread(target=self._run, name="chunk-writer", daemon=True)
         self.thread.start()
@@ -196,7 +117,8 @@ class ChunkWriter:
         while (item := self.queue.get()) is not None:
             if self.error is None:  # after an error the rest is dropped; the thread only drains
                 try:
-                    _write_chunk(self.f, *item, self.volume_shape, self.compression)
+                    block, chunk = item
+                    self.partial.write(chunk.index, chunk.write, block)
                     self.finished.put(item[1])
                 except BaseException as err:  # noqa: B902 (handed to the main thread)
                     self.error = err
@@ -232,17 +154,18 @@ class ChunkWriter:
 
 
 def infer_volume_to_file(predictor, input_spec, output_path, chunk_size=None, overwrite=False,
-                         compression="gzip", on_chunk_done=None):
-    """Predict a volume chunk by chunk into ``output_path`` (HDF5, dataset ``main``).
+                         compression="gzip", on_chunk_done=None, attrs=None):
+    """Predict a volume chunk by chunk into ``output_path`` (HDF5 ``probs.h5``, dataset ``main``, or
+    any format with a parallel writer: ``probs.zarr`` ...).
 
     ``input_spec``: ``file.h5[:key]`` / TIFF / JSON spec, or a (Z, Y, X) array-like
     (uint8, or float in [0, 1]); only each chunk's read box is read.
     ``chunk_size``: (z, y, x) output chunk, None -> the predictor's. Output: (C,
-    Z, Y, X) uint8 0..255, HDF5-chunked, ``compression`` 'gzip' (level 1) or 'lzf'.
+    Z, Y, X) uint8 0..255, chunked; HDF5 ``compression`` 'gzip' (level 1) or 'lzf'.
     Resumes a killed run (same settings, see module docstring); a partial or
     final file made with other settings raises :class:`ResumeError` unless
     ``overwrite``. ``on_chunk_done(chunk, n_done, n_total)`` is called after each
-    chunk is on disk. Returns ``output_path``.
+    chunk is on disk. ``attrs``: the maps' attributes (``voxel_size``). Returns ``output_path``.
     """
     if compression not in ("gzip", "lzf"):
         raise ValueError(f"compression must be 'gzip' or 'lzf', got {compression!r}")
@@ -250,28 +173,28 @@ def infer_volume_to_file(predictor, input_spec, output_path, chunk_size=None, ov
         with open_volume(input_spec) as volume:
             check_volume(volume, os.fspath(input_spec))
             return _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, compression,
-                          on_chunk_done)
+                          on_chunk_done, attrs)
     check_volume(input_spec)
-    return _infer(predictor, input_spec, input_spec, output_path, chunk_size, overwrite, compression, on_chunk_done)
+    return _infer(predictor, input_spec, input_spec, output_path, chunk_size, overwrite, compression, on_chunk_done,
+                  attrs)
 
 
-def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, compression, on_chunk_done):
+def _infer(predictor, volume, input_spec, output_path, chunk_size, overwrite, compression, on_chunk_done, attrs):
     tiling = predictor.tiling(volume.shape, chunk_size)
-    settings = run_settings(predictor, tiling, input_spec)
-    if _check_final(output_path, settings, overwrite):
+    settings = dict(run_settings(predictor, tiling, input_spec), **({"attrs": attrs} if attrs else {}))
+    if check_existing(output_path, settings, overwrite, what="probability maps"):
         return output_path
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    tmp = temporary_name(output_path)
     logger.info("inference of %s: %d chunks of %s, %d windows (%d with chunk borders), into %s",
                 input_spec if _is_spec(input_spec) else "an array", tiling.num_chunks, tiling.chunk_size,
                 tiling.num_windows, tiling.windows_computed(), output_path)
-    with _open_partial(tmp, settings, tiling.grid_shape, overwrite) as f:
-        done = f["done"][...].astype(bool) if "done" in f else np.ones(tiling.grid_shape, bool)
-        todo = [index for index in tiling.chunk_indices() if not done[index]]
+    partial = open_partial(output_path, settings, tiling.volume_shape, tiling.chunk_size, tiling.grid_shape,
+                           overwrite, compression, attrs)
+    try:
+        todo = [index for index in tiling.chunk_indices() if not partial.done[index]]
         with tqdm(total=tiling.num_chunks, initial=tiling.num_chunks - len(todo), unit="chunk", disable=None,
                   desc="inference") as bar:
-            _predict_chunks(predictor, volume, input_spec, tiling, todo, f, compression, bar, on_chunk_done)
-        if "done" in f:
-            del f["done"]  # so that 'main' is the file's only dataset
-    os.replace(tmp, output_path)
-    return output_path
+            _predict_chunks(predictor, volume, input_spec, tiling, todo, partial, bar, on_chunk_done)
+        return partial.publish()
+    finally:
+        partial.close()

@@ -1,5 +1,5 @@
-"""File in, file out: probability maps (HDF5 or zarr) -> instance labels (HDF5, written atomically)
-and their confidence table (``instances_scores.txt``, see :mod:`connectomics.postprocess.confidence`).
+"""File in, file out: probability maps (HDF5, zarr ...) -> instance labels (any writable format,
+:func:`connectomics.storage.create_output`: published only when complete) and their confidence table (``instances_scores.txt``, see :mod:`connectomics.postprocess.confidence`).
 
 The instances record what made them (decoder, its keywords, the maps' name and content
 identity) in the dataset attribute ``connectomics_settings``, as the blockwise export does: a
@@ -13,9 +13,11 @@ import uuid
 
 from connectomics.postprocess.confidence import (instance_confidence, scores_path, write_instance_confidence,
                                                  write_scores)
-from connectomics.storage import VolumeError, format_of, parse_spec, read_volume, remove_path, write_volume
+from connectomics.storage import VolumeError, create_output, format_of, parse_spec, read_volume, remove_path
+from connectomics.storage.output import output_writer
 
 logger = logging.getLogger(__name__)
+LABEL_CHUNKS = (32, 256, 256)  # (z, y, x) chunks of the instances (HDF5: gzip level 4)
 
 
 def decode_settings(input_spec, decode_fn):
@@ -34,9 +36,12 @@ def decode_settings(input_spec, decode_fn):
 
 
 def check_maps_name(input_spec):
-    """VolumeError unless ``input_spec`` names HDF5 or zarr maps (a folder or a TIFF is not maps)."""
+    """VolumeError unless ``input_spec`` names maps in a format outputs are written in (HDF5, zarr ...;
+    a folder or a TIFF is not maps)."""
+    from connectomics.storage.output import WRITERS
+
     path = parse_spec(input_spec)[0]
-    if format_of(path) not in ("hdf5", "zarr"):
+    if format_of(path) not in WRITERS:
         what = "a folder" if os.path.isdir(path) else "not HDF5 or zarr"
         raise VolumeError(f"{input_spec} is {what}: probability maps are read from probs.h5[:key] or "
                           "probs.zarr[:key] ((C, Z, Y, X), as inference writes them)")
@@ -44,24 +49,23 @@ def check_maps_name(input_spec):
         raise FileNotFoundError(f"probability maps not found: {path}")
 
 
-def postprocess_file(input_spec, output_spec, decode_fn, overwrite=False):
+def postprocess_file(input_spec, output_spec, decode_fn, overwrite=False, attrs=None):
     """Decode ``input_spec`` (``file.h5[:key]`` / ``store.zarr[:key]``, (C, Z, Y, X)) and write ``output_spec``.
 
     decode_fn: ``callable(probs) -> labels`` (e.g. ``build_decoder(cfg)``).
-    The output (HDF5, key ``main`` unless named) appears only once complete; then the mean
+    The output (HDF5 key ``main`` unless named, zarr ...) appears only once complete; then the mean
     foreground probability of every instance is written to ``scores_path(output_spec)``.
     An output made with the same settings from the same maps is kept (its score table made
-    if missing); one made otherwise raises ResumeError unless ``overwrite``. Returns the output path.
+    if missing); one made otherwise raises ResumeError unless ``overwrite``. ``attrs``: the instances'
+    attributes (``voxel_size``). Returns the output path.
     """
     from connectomics.storage.settings import SETTINGS, check_existing
 
     started = time.perf_counter()
     check_maps_name(input_spec)
     out_path, out_key = parse_spec(output_spec)
-    if format_of(out_path) != "hdf5":
-        raise VolumeError(f"output {output_spec}: single-process post-processing writes HDF5 (instances.h5[:key]); "
-                          "zarr outputs need --scheduler")
-    settings = decode_settings(input_spec, decode_fn)
+    output_writer(out_path)  # a name no format writes fails before the decode
+    settings = dict(decode_settings(input_spec, decode_fn), **({"attrs": attrs} if attrs else {}))
     if check_existing(out_path, settings, overwrite, what="instances", key=out_key):
         if not os.path.exists(scores_path(output_spec)):  # killed between the volume and its table
             write_instance_confidence(output_spec if out_key else f"{out_path}:main", input_spec,
@@ -80,7 +84,10 @@ def postprocess_file(input_spec, output_spec, decode_fn, overwrite=False):
     import json
 
     remove_path(scores_path(output_spec))  # a kill before the new table exists leaves none, not a stale one
-    path = write_volume(output_spec, labels, attrs={SETTINGS: json.dumps(settings, sort_keys=True)})
+    with create_output(output_spec, labels.shape, labels.dtype, LABEL_CHUNKS, level=4,
+                       attrs=dict(attrs or {}, **{SETTINGS: json.dumps(settings, sort_keys=True)})) as array:
+        array[...] = labels
+    path = out_path
     write_scores(scores_path(output_spec), scores)
     logger.info("%s: %d instances (%s) in %.1f s -> %s", input_spec, int(labels.max(initial=0)),
                 labels.dtype, time.perf_counter() - started, path)

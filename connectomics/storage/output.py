@@ -3,8 +3,14 @@
 ``create_output(spec, shape, dtype, chunks)`` yields an empty array to fill (slab by slab, block by
 block) under a temporary name; when the block ends without an error the array is published under
 its final name, the container's other members kept (an HDF5 file's other datasets, a zarr group's
-other arrays); on an error nothing is left behind. Adding a writable format = its module and an
-entry in ``WRITERS``.
+other arrays); on an error nothing is left behind.
+
+A format whose arrays many processes may write at once (zarr: one file per chunk) is a
+:class:`Writer` with ``parallel`` set: :meth:`Writer.start` makes the empty array under a temporary
+name (reopened when its settings match, so a killed run resumes), workers open it by path
+(:func:`~connectomics.storage.zarr_array.open_array`) and write their blocks, and
+:meth:`Writer.finish` publishes it. Adding a writable format = its module and an entry in ``WRITERS``
+(:func:`register_writer`).
 """
 import contextlib
 import os
@@ -14,6 +20,7 @@ import numpy as np
 from connectomics.errors import VolumeError
 from connectomics.storage.hdf5 import copy_other_datasets, h5_chunks
 from connectomics.storage.paths import FORMATS, atomic_path, format_of, parse_spec, publish, remove_path, temporary_name
+from connectomics.storage.zarr_array import create_array
 
 
 @contextlib.contextmanager
@@ -72,7 +79,82 @@ def _zarr_output(path, key, shape, dtype, chunks, attrs, level):
     publish_zarr(tmp, path, key)
 
 
-WRITERS = {"hdf5": _hdf5_output, "zarr": _zarr_output}  # format -> writer(path, key, shape, dtype, chunks, ...)
+class Writer:
+    """A writable format. ``create(path, key, shape, dtype, chunks, attrs, level)``: the sequential
+    writer (a context manager yielding the array); ``parallel``: workers may write blocks into the
+    array :meth:`start` made, by path."""
+
+    parallel = False
+
+    def __init__(self, create):
+        self.create = create
+
+    def check(self, path, key=None):
+        """VolumeError now if ``path[:key]`` cannot be written (before long work starts)."""
+
+    def start(self, path, key, shape, dtype, block, settings, attrs=None):
+        """Make (or reopen, same ``settings``) the empty array of ``path[:key]`` under a temporary
+        name, in chunks that tile ``block``, with the attributes ``attrs``; returns ``(tmp, array_path)``: what :meth:`finish`
+        publishes and where workers write."""
+        raise NotImplementedError(f"{type(self).__name__} writes from one process only")
+
+    def finish(self, tmp, path, key=None):
+        """Publish the completed array started as ``tmp`` under ``path[:key]``."""
+        raise NotImplementedError(f"{type(self).__name__} writes from one process only")
+
+
+class ZarrWriter(Writer):
+    """zarr: a store (or a group's member) whose chunks workers write in parallel."""
+
+    parallel = True
+
+    def check(self, path, key=None):
+        if key and os.path.exists(path):
+            require_group(path)  # an array store in the way of a member
+
+    def start(self, path, key, shape, dtype, block, settings, attrs=None):
+        tmp = zarr_member_temporary(path, key)
+        array = create_array(tmp, shape, block, dtype, settings)
+        array.attrs.update(attrs or {})
+        return tmp, tmp
+
+    def finish(self, tmp, path, key=None):
+        return publish_zarr(tmp, path, key)
+
+
+def write_region(where, slices, data):
+    """What a worker does with its block: ``array[slices] = data`` into the array ``where`` a
+    parallel :meth:`Writer.start` made (plus, for an OME-Zarr, the block's share of every level).
+    ``slices``: absolute, all axes (channels included), with explicit starts and stops."""
+    from connectomics.storage.zarr_array import open_array
+
+    array = open_array(where, "r+")
+    array[slices] = data
+    for hook in REGION_HOOKS:
+        hook(array, where, slices, data)
+
+
+REGION_HOOKS = []  # hook(array, where, slices, data) after a block's write: a format's extra work (OME-Zarr levels)
+
+
+WRITERS = {"hdf5": Writer(_hdf5_output), "zarr": ZarrWriter(_zarr_output)}  # format -> Writer
+
+
+def register_writer(name, writer):
+    """Write the format ``name`` (registered for reading with ``register_format``) with ``writer``."""
+    WRITERS[name] = writer
+
+
+def output_writer(path, parallel=False):
+    """The :class:`Writer` of ``path``'s format (``parallel``: one that workers can share);
+    VolumeError naming the writable endings otherwise."""
+    kind = format_of(path)
+    names = [name for name, writer in WRITERS.items() if writer.parallel or not parallel]
+    if kind not in names:
+        endings = [ending for name in names for ending in FORMATS[name]]
+        raise VolumeError(f"can write {', '.join(names)} volumes{' from many workers' if parallel else ''} "
+                          f"({', '.join(endings)}), not {path}")
+    return WRITERS[kind]
 
 
 def create_output(spec, shape, dtype, chunks, attrs=None, level=1):
@@ -80,10 +162,8 @@ def create_output(spec, shape, dtype, chunks, attrs=None, level=1):
     default key ``main``, or ``out.zarr[:array]``), chunked by ``chunks`` (leading axes whole;
     HDF5 gzip ``level``); published complete when the block ends. ``attrs``: the array's attributes."""
     path, key = parse_spec(spec)
-    kind = format_of(path)
-    if kind not in WRITERS:
-        endings = [ending for name in WRITERS for ending in FORMATS[name]]
-        raise VolumeError(f"can write {' or '.join(WRITERS)} volumes ({', '.join(endings)}), not {path}")
+    writer = output_writer(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    chunks = tuple(int(c) for c in chunks)
-    return WRITERS[kind](path, key, tuple(int(n) for n in shape), np.dtype(dtype), chunks, dict(attrs or {}), level)
+    shape = tuple(int(n) for n in shape)
+    chunks = shape[:len(shape) - len(chunks)] + tuple(int(c) for c in chunks)  # leading axes whole
+    return writer.create(path, key, shape, np.dtype(dtype), chunks, dict(attrs or {}), level)

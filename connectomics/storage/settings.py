@@ -55,7 +55,8 @@ def stored_settings(path, key=None):
             node = zarr.open(target, mode="r")
         except Exception:  # noqa: BLE001 - a folder that is not a store
             return True, None, False
-        return True, node.attrs.asdict().get(SETTINGS), True
+        value = node.attrs.asdict().get(SETTINGS)
+        return True, (json.loads(value) if isinstance(value, str) else value), True
     if not os.path.exists(path):
         return False, None, True
     import h5py

@@ -74,13 +74,19 @@ def read_volume(spec, dtype=None, ndim=None):
 
 
 def write_volume(spec, array, compression="gzip", level=4, attrs=None):
-    """Write ``array`` to ``file.h5[:key]`` (default key ``main``) atomically, chunked and compressed.
+    """Write ``array`` to ``file.h5[:key]`` (default key ``main``; ``compression`` and gzip ``level``)
+    or any other writable format (``store.zarr[:array]``, ``store.ome.zarr[:labels/NAME]``, see
+    :func:`~connectomics.storage.output.create_output`) atomically, chunked and compressed.
 
-    Other datasets already in the file are kept; ``attrs`` (a dict) become the dataset's
+    Other members already in the file / store are kept; ``attrs`` (a dict) become the array's
     attributes. Returns the final path.
     """
+    from connectomics.storage.output import create_output
+
     path, key = parse_spec(spec)
     array = np.asarray(array)
-    if format_of(path) != "hdf5":
-        raise VolumeError(f"can only write HDF5 volumes (.h5), not {path}")
-    return write_dataset(path, key or "main", array, compression, level, attrs)
+    if format_of(path) == "hdf5":
+        return write_dataset(path, key or "main", array, compression, level, attrs)
+    with create_output(spec, array.shape, array.dtype, (32, 256, 256), attrs) as out:
+        out[...] = array
+    return path
