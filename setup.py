@@ -61,6 +61,7 @@ setup(
         "ome-zarr>=0.12",  # OME-Zarr (NGFF 0.4) metadata of the outputs
         "neuroglancer>=2.40",  # scripts/view.py: the viewer and its local server (no internet needed)
         "selenium>=4.20",  # scripts/view.py --screenshot: headless Chromium
+        "kimimaro>=4",  # skeleton length and branches of each instance (scripts/measure.py)
     ],
     extras_require={"test": ["pytest>=7", "ome-zarr-models>=1.0"]},  # an NGFF validator that is not ours
     zip_safe=False,

@@ -66,8 +66,13 @@ def test_main_trains_infers_and_prints_ap_table(trained):
                  "training_curve.png"):
         assert (out / name).exists(), name
     assert "AP-75" in result.stdout and "GT instances" in result.stdout
-    for name in ("probs.h5", "instances.h5", "instances_scores.txt", "eval_map.txt", "eval.json", "overlay.png"):
+    for name in ("probs.h5", "instances.h5", "instances_scores.txt", "eval_map.txt", "eval.json", "overlay.png",
+                 "instances_stats.csv", "instances_stats.png"):
         assert (out / "inference" / name).exists(), name
+    from connectomics.measure import read_table
+
+    rows, first = read_table(out / "inference" / "instances_stats.csv")
+    assert "voxel size (z, y, x) 30 x 8 x 8 nm" in first and all(r["volume_um3"] > 0 for r in rows)
     assert "ranked by voxel count (EVAL.SCORE size" in result.stdout
     assert sorted(losses(out / "log.txt")) == [1, 2, 3, 4, 5, 6]
 
@@ -231,6 +236,7 @@ def test_ome_zarr_outputs_with_voxel_size_equal_the_hdf5_run(trained, tmp_path, 
                      "INFERENCE.OUTPUT_NAME", "probs.ome.zarr", "POSTPROCESS.OUTPUT_NAME", "result.ome.zarr",
                      "DATASET.VOXEL_SIZE", "[30, 8, 8]", *blocks, timeout=600)
     assert again.returncode == 0 and "already complete" in again.stderr + again.stdout
+    assert "instances_stats.csv is up to date" in again.stderr + again.stdout
 
 
 def test_voxel_size_the_input_contradicts_stops_before_inference(trained, tmp_path):

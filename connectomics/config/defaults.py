@@ -216,6 +216,12 @@ _C.BLOCKWISE.THREADS_PER_WORKER = 1  # local cluster: threads (and torch threads
 _C.BLOCKWISE.RETRIES = 2  # a block that raises is retried this many times before the run reports it
 _C.BLOCKWISE.WORK_DIR = ""  # intermediate zarr stores and block markers ("" = beside the output)
 
+# ---------------------------------------------------------------------------- MEASURE
+_C.MEASURE = CN()
+_C.MEASURE.ENABLED = True  # after inference: one row per instance (volume, surface, shape, skeleton ...) + PNG
+_C.MEASURE.SKELETON = True  # skeleton length and branches (kimimaro; the slowest measure)
+_C.MEASURE.OUTPUT_NAME = "instances_stats.csv"  # beside the instances; the summary PNG takes its name
+
 # ---------------------------------------------------------------------------- EVAL
 _C.EVAL = CN()
 _C.EVAL.GT_NAME = ""  # ground-truth instances of INFERENCE.IMAGE_NAME ("" = no evaluation)

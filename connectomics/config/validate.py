@@ -228,6 +228,9 @@ def validate_cfg(cfg):
     _validate_postprocess(cfg.POSTPROCESS)
     _validate_monitor(cfg.MONITOR)
     _validate_dataset(cfg.DATASET)
+    if not cfg.MEASURE.OUTPUT_NAME.endswith(".csv") or os.sep in cfg.MEASURE.OUTPUT_NAME:
+        _fail("MEASURE.OUTPUT_NAME", cfg.MEASURE.OUTPUT_NAME, "expected a file name ending in .csv (written beside "
+              "the instances; the PNG takes its name)")
     if cfg.DATASET.DO_2D and cfg.MODEL.INPUT_SIZE[0] != 1:
         _fail("DATASET.DO_2D", cfg.DATASET.DO_2D, f"2D windows need MODEL.INPUT_SIZE z = 1, got {cfg.MODEL.INPUT_SIZE}")
     _validate_eval(cfg.EVAL)

@@ -44,7 +44,22 @@ def run_volume(cfg, runner, image_spec, gt_spec, folder, iteration=None, overwri
     attrs = output_attrs(cfg, image_spec, gt_spec)
     instances = runner.segment(image_spec, folder, overwrite, attrs)
     write_image_beside(image_spec, instances, attrs)  # an OME-Zarr label gets its image
+    measure_volume(cfg, image_spec, instances, folder, attrs, getattr(runner, "client", None))
     return report_volume(cfg, image_spec, instances, gt_spec, folder, iteration, model)
+
+
+def measure_volume(cfg, image_spec, instances, folder, attrs, client=None):
+    """MEASURE.ENABLED: the morphometrics table and PNG of ``instances`` in ``folder`` (remade only when
+    the instances, the image or the voxel size changed); on the Dask ``client`` when given."""
+    if not cfg.MEASURE.ENABLED:
+        return None
+    from connectomics.measure.api import measure_to_files
+
+    maps = maps_beside(cfg, folder)
+    csv_path, png, _ = measure_to_files(instances, os.path.join(folder, cfg.MEASURE.OUTPUT_NAME), image_spec, maps,
+                                        attrs.get("voxel_size"), cfg.MEASURE.SKELETON, client)
+    logger.info("morphometrics: %s, %s", csv_path, png)
+    return csv_path
 
 
 def report_volume(cfg, image_spec, instances, gt_spec, folder, iteration=None, model=None):

@@ -8,15 +8,13 @@ formats; ``output``: the writers of the writable ones; ``partial``: resumable ch
 records and the comparison a rerun makes; ``identity``: the content identity of an input;
 ``convert``: format conversion. Imports only :mod:`connectomics.errors` and :mod:`connectomics.geometry`.
 """
-import contextlib
-
 from connectomics.errors import ResumeError, VolumeError
 from connectomics.storage.hdf5 import copy_other_datasets, h5_chunks
 from connectomics.storage.identity import volume_identity
 from connectomics.storage.images import ImageStack, read_image_stack
 from connectomics.storage.markers import Markers
 from connectomics.storage.output import WRITERS, create_output, publish_zarr, require_group, zarr_member_temporary
-from connectomics.storage.paths import (FORMATS, H5_EXTENSIONS, OME_ZARR_EXTENSIONS, TIFF_EXTENSIONS, ZARR_EXTENSIONS, atomic_path,
+from connectomics.storage.paths import (FORMATS, H5_EXTENSIONS, TIFF_EXTENSIONS, ZARR_EXTENSIONS, atomic_path,
                                         format_of, parse_iteration, parse_spec, publish, remove_path, split_names,
                                         temporary_name)
 from connectomics.storage.settings import SETTINGS, check_existing, difference, normalise, stored_settings
@@ -24,11 +22,8 @@ from connectomics.storage.tiles import TileVolume, read_tile_volume
 from connectomics.storage.volume import open_volume, read_volume, register_format, write_volume
 from connectomics.storage.zarr_array import create_array, open_array, open_zarr_array, sub_chunks
 from connectomics.storage import ome_zarr as _ome_zarr
-from connectomics.storage.output import REGION_HOOKS, register_writer
 
-register_format("ome-zarr", OME_ZARR_EXTENSIONS, lambda path, key: contextlib.nullcontext(_ome_zarr.open_ome_zarr(path, key)))
-register_writer("ome-zarr", _ome_zarr.WRITER)
-REGION_HOOKS.append(_ome_zarr.write_levels)
+_ome_zarr.register()  # a format module registers itself: its opener, writer and voxel-size reader
 
 __all__ = ["FORMATS", "H5_EXTENSIONS", "SETTINGS", "TIFF_EXTENSIONS", "WRITERS", "ZARR_EXTENSIONS", "ImageStack", "Markers",
            "ResumeError", "TileVolume", "VolumeError", "atomic_path", "check_existing", "copy_other_datasets",

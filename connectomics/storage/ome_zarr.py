@@ -264,4 +264,14 @@ def voxel_size_of(path, key=None):
     return tuple(float(named[n]) for n in "zyx") if all(n in named for n in "zyx") else None
 
 
-WRITER = OmeZarrWriter(_sequential)
+def register():
+    """Make OME-Zarr a format of the storage layer: read (``*.ome.zarr`` before ``*.zarr``), written
+    (one process or many), its voxel size read."""
+    from connectomics.storage.output import REGION_HOOKS, register_writer
+    from connectomics.storage.volume import register_format
+    from connectomics.storage.voxel import READERS
+
+    register_format("ome-zarr", (".ome.zarr",), lambda path, key: contextlib.nullcontext(open_ome_zarr(path, key)))
+    register_writer("ome-zarr", OmeZarrWriter(_sequential))
+    REGION_HOOKS.append(write_levels)
+    READERS["ome-zarr"] = voxel_size_of

@@ -9,8 +9,7 @@ import re
 H5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 ZARR_EXTENSIONS = (".zarr",)
-OME_ZARR_EXTENSIONS = (".ome.zarr",)  # matched before .zarr
-FORMATS = {"ome-zarr": OME_ZARR_EXTENSIONS, "hdf5": H5_EXTENSIONS, "zarr": ZARR_EXTENSIONS, "tiff": TIFF_EXTENSIONS, "tiles": (".json",)}
+FORMATS = {"hdf5": H5_EXTENSIONS, "zarr": ZARR_EXTENSIONS, "tiff": TIFF_EXTENSIONS, "tiles": (".json",)}
 
 
 def format_of(path):

@@ -63,13 +63,7 @@ def _tiff(path, key):
         return tuple(float(v) * factor for v in (meta["spacing"], y_den / y_num, x_den / x_num))
 
 
-def _ome_zarr(path, key):
-    from connectomics.storage.ome_zarr import voxel_size_of
-
-    return voxel_size_of(path, key)
-
-
-READERS = {"hdf5": _hdf5, "zarr": _zarr, "ome-zarr": _ome_zarr, "tiff": _tiff}  # format -> reader(path, key)
+READERS = {"hdf5": _hdf5, "zarr": _zarr, "tiff": _tiff}  # format -> reader(path, key); a format module adds its own
 
 
 def read_voxel_size(spec):
