@@ -126,14 +126,23 @@ def measure_instances(labels_spec, image_spec=None, maps_spec=None, voxel_size=N
     return rows, shape
 
 
+BATCH = 16  # items per Dask task
+
+
+def _each(fn, items):
+    return [fn(item) for item in items]
+
+
 def _runner(client):
     """``run(fn, items, desc) -> [fn(item) ...]`` in this process or on the Dask ``client``, in order."""
     def local(fn, items, desc):
         return [fn(item) for item in tqdm(items, desc=desc, unit="item", disable=None)]
 
-    def dask(fn, items, desc):
-        logger.info("%s: %d tasks on %s", desc, len(items), client.scheduler.address)
-        return client.gather(client.map(fn, items, pure=False))
+    def dask(fn, items, desc):  # in batches: a task per instance would cost more than its work
+        batches = [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
+        logger.info("%s: %d items in %d tasks on %s", desc, len(items), len(batches), client.scheduler.address)
+        done = client.gather(client.map(functools.partial(_each, fn), batches, pure=False))
+        return [result for batch in done for result in batch]
 
     return local if client is None else dask
 

@@ -14,55 +14,63 @@ FIELDS = ("count", "sum_z", "sum_y", "sum_x", "min_z", "min_y", "min_x", "max_z"
 FLOAT_FIELDS = ("sum_image", "sum_fg")
 
 
+DIRECT_IDS = 1 << 22  # ids below this index the sums directly; larger ones are renumbered first
+
+
+def _kernel_labels(labels):
+    """``(labels as uint16/32/64, ids (N,) of the dense indices 1..n-1 or None, n)``."""
+    import fastremap
+
+    if labels.dtype.kind == "i":
+        if labels.size and labels.min() < 0:
+            raise ValueError("instance labels must not be negative")
+        labels = labels.view(np.dtype(f"u{labels.dtype.itemsize}"))
+    if labels.dtype.itemsize == 1:
+        labels = labels.astype(np.uint16)
+    top = int(labels.max(initial=0))
+    if top < DIRECT_IDS:
+        return np.ascontiguousarray(labels), None, top + 1
+    dense, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
+    ids = np.zeros(len(mapping) + 1, np.uint64)
+    for old, new in mapping.items():
+        ids[new] = old
+    if dense.dtype.itemsize == 1:
+        dense = dense.astype(np.uint16)
+    return np.ascontiguousarray(dense), ids, len(ids)
+
+
 def block_sums(labels, origin=(0, 0, 0), image=None, foreground=None):
     """Sums of the instances in ``labels`` ((Z, Y, X) integer block whose first voxel is at
     ``origin``): ``{"ids": uint64 (N,) ascending, field: (N,) for field in FIELDS}``, background 0 left out.
 
-    ``image`` / ``foreground``: same-shape uint8 blocks (or None: their sums are 0).
+    ``image`` / ``foreground``: same-shape uint8 blocks (or None: their sums are 0). One pass of
+    the Cython kernel ``connectomics._ext.moments`` over the block.
     """
-    import cc3d
-    import fastremap
+    from connectomics._ext.moments import label_sums
 
-    labels = np.ascontiguousarray(labels)
+    labels = np.asarray(labels)
     if labels.dtype.kind not in "ui":
         raise ValueError(f"instance labels must be integers, got {labels.dtype}")
-    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
-        raise ValueError("instance labels must not be negative")
-    dense, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
-    if dense.dtype.itemsize > 4:
-        dense = dense.astype(np.uint32)
-    order = sorted((new, old) for old, new in mapping.items() if new)
-    ids = np.array([old for _, old in order], np.uint64)
-    n = len(ids)
-    out = {"ids": ids}
-    if not n:
-        return dict(out, **{f: np.zeros(0, np.float64 if f in FLOAT_FIELDS else np.int64) for f in FIELDS})
-    stats = cc3d.statistics(dense)
-    counts = np.asarray(stats["voxel_counts"][1:n + 1], np.int64)
-    boxes = stats["bounding_boxes"][1:n + 1]
-    out["count"] = counts
-    flat = dense.reshape(-1)
-    where = np.flatnonzero(flat)
-    label = flat[where].astype(np.intp)
-    coords = [c.astype(np.int64) for c in np.unravel_index(where, dense.shape)]
-
-    def total(weights):  # exact: each block's sums stay far below 2^53
-        return np.rint(np.bincount(label, weights=weights, minlength=n + 1)[1:n + 1]).astype(np.int64)
-
-    local = {name: total(c) for name, c in zip("zyx", coords)}
-    shift = [int(o) for o in origin]
+    dense, ids, n = _kernel_labels(labels)
+    dummy = np.zeros((1, 1, 1), np.uint8)
+    image8 = np.ascontiguousarray(image, np.uint8) if image is not None else dummy
+    fg8 = np.ascontiguousarray(foreground, np.uint8) if foreground is not None else dummy
+    count, lo, hi, first, second, isum, fsum = label_sums(dense, n, image8, fg8, image is not None,
+                                                          foreground is not None)
+    present = np.flatnonzero(count[1:]) + 1
+    out = {"ids": (ids[present] if ids is not None else present).astype(np.uint64), "count": count[present]}
+    count, shift = count[present], [int(o) for o in origin]
+    local = first[present]
     for axis, name in enumerate("zyx"):
-        out[f"sum_{name}"] = local[name] + counts * shift[axis]
-        out[f"min_{name}"] = np.array([b[axis].start for b in boxes], np.int64) + shift[axis]
-        out[f"max_{name}"] = np.array([b[axis].stop - 1 for b in boxes], np.int64) + shift[axis]
-    for a, b in MOMENTS:  # sum (p + o_p)(q + o_q) = S_pq + o_q S_p + o_p S_q + n o_p o_q
+        out[f"sum_{name}"] = local[:, axis] + count * shift[axis]
+        out[f"min_{name}"] = lo[present, axis] + shift[axis]
+        out[f"max_{name}"] = hi[present, axis] + shift[axis]
+    for k, (a, b) in enumerate(MOMENTS):  # sum (p + o_p)(q + o_q) = S_pq + o_q S_p + o_p S_q + n o_p o_q
         i, j = "zyx".index(a), "zyx".index(b)
-        out[f"sum_{a}{b}"] = (total(coords[i] * coords[j]) + shift[j] * local[a] + shift[i] * local[b]
-                              + counts * shift[i] * shift[j])
-    for name, values in (("sum_image", image), ("sum_fg", foreground)):
-        out[name] = (np.bincount(label, weights=np.asarray(values).reshape(-1)[where].astype(np.float64),
-                                 minlength=n + 1)[1:n + 1] if values is not None else np.zeros(n, np.float64))
-    order = np.argsort(ids, kind="stable")  # ids ascending, as merge_sums gives them
+        out[f"sum_{a}{b}"] = (second[present, k] + shift[j] * local[:, i] + shift[i] * local[:, j]
+                              + count * shift[i] * shift[j])
+    out["sum_image"], out["sum_fg"] = isum[present].astype(np.float64), fsum[present].astype(np.float64)
+    order = np.argsort(out["ids"], kind="stable")  # ids ascending, as merge_sums gives them
     return {key: values[order] for key, values in out.items()}
 
 
