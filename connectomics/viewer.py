@@ -37,26 +37,57 @@ def _shader(colour):
     return f"void main() {{ emitRGBA(vec4({r:.3f}, {g:.3f}, {b:.3f}, toNormalized(getDataValue()))); }}"
 
 
+ERROR_COLOURS = {"missed (FN)": "#ff1744", "split GT": "#ff9100", "merged GT": "#d500f9",
+                 "background FP": "#ffea00"}  # the error layers of --errors
+
+
+def error_layers(stack, instances, gt, crumb_size=2000, area_thresholds=(5e3, 3e4)):
+    """Segmentation layers of the errors of ``instances`` against ``gt`` (the evaluator's error
+    analysis, :mod:`connectomics.evaluation.errors`): the missed GT instances, the split and the
+    merged ones (GT ids), and the background false positives (prediction ids), each in one colour."""
+    from connectomics.evaluation import AREA_NAMES, area_ranges, overlap_table
+    from connectomics.evaluation.errors import analyse_errors
+    from connectomics.storage import open_volume
+
+    if not (instances and gt):
+        raise VolumeError("--errors needs --instances and --gt")
+    table = overlap_table(gt, instances, progress=None)
+    analysis = analyse_errors(table, area_ranges(area_thresholds), AREA_NAMES, crumb_size)
+    association, ids = analysis.gt["association"], analysis.gt["ids"]
+    groups = {"missed (FN)": (gt, ids[association == "missing"]),
+              "split GT": (gt, ids[(association == "split") | (association == "many-to-many")]),
+              "merged GT": (gt, ids[(association == "merged") | (association == "many-to-many")]),
+              "background FP": (instances, analysis.background_fp["ids"])}
+    layers = []
+    for name, (spec, chosen) in groups.items():
+        options = {"segments": [int(i) for i in chosen[:MAX_SELECTED]], "colour": ERROR_COLOURS[name],
+                   "visible": len(chosen) > 0}  # an empty selection would show every segment
+        layers.append((name, "segmentation", stack.enter_context(open_volume(spec)), None, options))
+    logger.info("errors: %s", ", ".join(f"{name} {len(chosen)}" for name, (_, chosen) in groups.items()))
+    return layers
+
+
 def open_layers(stack, image=None, instances=None, maps=None, gt=None):
-    """``[(name, kind, lazy array, shader or None)]`` of the volumes given (specs), opened in the
-    ExitStack ``stack`` (kept open while the viewer serves them). kind: 'image' / 'segmentation'."""
+    """``[(name, kind, lazy array, shader or None, options)]`` of the volumes given (specs), opened in
+    the ExitStack ``stack`` (kept open while the viewer serves them). kind: 'image' / 'segmentation';
+    options: ``segments`` (selected ids) and ``colour`` of a segmentation layer, ``visible``."""
     from connectomics.storage import open_volume
 
     layers = []
     if image:
-        layers.append(("image", "image", stack.enter_context(open_volume(image)), None))
+        layers.append(("image", "image", stack.enter_context(open_volume(image)), None, {}))
     if maps:
         array = stack.enter_context(open_volume(maps))
         if array.ndim != 4:
             raise VolumeError(f"{maps}: expected (C, Z, Y, X) probability maps, got shape {tuple(array.shape)}")
         for c, name in enumerate(("foreground", "contour")[:array.shape[0]]):
-            layers.append((name, "image", Channel(array, c), _shader(MAP_COLOURS[c])))
+            layers.append((name, "image", Channel(array, c), _shader(MAP_COLOURS[c]), {}))
     for name, spec in (("instances", instances), ("ground truth", gt)):
         if spec:
-            layers.append((name, "segmentation", stack.enter_context(open_volume(spec)), None))
+            layers.append((name, "segmentation", stack.enter_context(open_volume(spec)), None, {}))
     if not layers:
         raise VolumeError("nothing to view: give --image, --instances, --maps or --gt (or --config-file)")
-    shapes = {tuple(array.shape[-3:]) for _, _, array, _ in layers}
+    shapes = {tuple(array.shape[-3:]) for _, _, array, _, _ in layers}
     if len(shapes) > 1:
         raise VolumeError(f"the volumes differ in shape (z, y, x): {sorted(shapes)}")
     return layers
@@ -80,15 +111,27 @@ def start_viewer(layers, voxel_size=None, bind_address="127.0.0.1", port=0):
         state.display_dimensions = ["x", "y", "z"]  # 'xy' panels show y-x slices
         state.position = [n / 2 for n in shape]
         state.cross_section_scale = max(shape[1] / 700, shape[2] / 1000) * scales[1] / min(scales)  # slice fits
-        for name, kind, array, shader in layers:
+        for name, kind, array, shader, options in layers:
             volume = neuroglancer.LocalVolume(data=array, dimensions=dims, volume_type=kind)
-            if kind == "segmentation":  # the ids of the centre slice selected: each in its own colour
-                ids = np.unique(np.asarray(array[shape[0] // 2]))
-                state.layers[name] = neuroglancer.SegmentationLayer(source=volume,
-                                                                     segments=[int(i) for i in ids[ids > 0][:MAX_SELECTED]])
+            if kind == "segmentation":
+                state.layers[name] = _segmentation_layer(neuroglancer, volume, array, shape, options)
             else:
                 state.layers[name] = neuroglancer.ImageLayer(source=volume, **({"shader": shader} if shader else {}))
+            state.layers[name].visible = options.get("visible", True)
     return viewer
+
+
+def _segmentation_layer(neuroglancer, volume, array, shape, options):
+    """Selected: ``options['segments']``, else the ids of the centre slice (each in its own colour);
+    ``options['colour']``: one colour for all of them."""
+    segments = options.get("segments")
+    if segments is None:
+        ids = np.unique(np.asarray(array[shape[0] // 2]))
+        segments = [int(i) for i in ids[ids > 0][:MAX_SELECTED]]
+    layer = neuroglancer.SegmentationLayer(source=volume, segments=segments)
+    if options.get("colour"):
+        layer.segment_colors = {int(i): options["colour"] for i in segments}
+    return layer
 
 
 def screenshot(viewer, path, size=(1024, 768), layout="xy", timeout=120):
@@ -148,10 +191,15 @@ def _chromium():
 
 
 @contextlib.contextmanager
-def view(image=None, instances=None, maps=None, gt=None, voxel_size=None, bind_address="127.0.0.1", port=0):
-    """Context manager: the viewer of these volumes (specs), files open while it lasts."""
+def view(image=None, instances=None, maps=None, gt=None, voxel_size=None, bind_address="127.0.0.1", port=0,
+         errors=False, crumb_size=2000):
+    """Context manager: the viewer of these volumes (specs), files open while it lasts. ``errors``:
+    the error layers (:func:`error_layers`) instead of the plain instances and ground truth."""
     with contextlib.ExitStack() as stack:
         layers = open_layers(stack, image, instances, maps, gt)
+        if errors:
+            layers = [layer[:4] + (dict(layer[4], visible=False),) if layer[0] in ("instances", "ground truth")
+                      else layer for layer in layers] + error_layers(stack, instances, gt, crumb_size)
         yield start_viewer(layers, voxel_size, bind_address, port)
 
 

@@ -76,10 +76,16 @@ def main(argv=None):
         if args.csv and iteration is None:
             raise ValueError(f"--csv needs the model iteration: {args.predict_seg} does not start with digits "
                              "or contain checkpoint_XXXXXX; pass --iteration N")
-        result = evaluate_volumes(args.gt_seg, args.predict_seg, scores=args.predict_score or None,
+        predicted, scores = args.predict_seg, args.predict_score or None
+        if parse_spec(predicted)[0].endswith(".json"):  # COCO-style instances (scripts/measure.py --coco)
+            from connectomics.measure.coco import read_coco
+
+            predicted, table = read_coco(predicted)
+            scores = scores or table
+        result = evaluate_volumes(args.gt_seg, predicted, scores=scores,
                                   area_thresholds=thresholds, crumb_size=args.threshold_crumb,
                                   chunk_slices=args.chunk_size, slices=slices,
-                                  other_rankings={"size (the challenge's)": None} if args.predict_score else None)
+                                  other_rankings={"size (the challenge's)": None} if scores is not None else None)
     except (FileNotFoundError, VolumeError, LabelError, ScoreError, ValueError) as err:
         logger.error("%s", err)
         return 2

@@ -35,6 +35,10 @@ def get_parser():
     parser.add_argument("--maps", default=None, help="probability maps (C, Z, Y, X), for the mean foreground")
     parser.add_argument("--voxel-size", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
                         help="voxel size in nm (default: what the files record)")
+    parser.add_argument("--coco", default=None, metavar="JSON", help="also write the instances as COCO-style JSON "
+                        "(3D R-CNN layout: bbox [x, y, w, h, z, d], segmentation = the label volume + id)")
+    parser.add_argument("--scores", default=None, metavar="TXT", help="with --coco: the [id, score] table "
+                        "(e.g. instances_scores.txt); default score: the voxel count")
     parser.add_argument("--no-skeleton", action="store_true", help="skip skeleton length and branches (faster)")
     parser.add_argument("--slab", type=int, default=32, help="z-slices per block of the first pass (default 32)")
     add_scheduler_argument(parser)
@@ -42,6 +46,8 @@ def get_parser():
 
 
 def run(args):
+    import numpy as np
+
     from connectomics.measure import measure_instances, save_summary_png, write_table
     from connectomics.storage.voxel import resolve_voxel_size
 
@@ -56,7 +62,17 @@ def run(args):
     write_table(args.output, rows, voxel, shape)
     png = os.path.splitext(args.output)[0] + ".png"
     save_summary_png(rows, shape, voxel, png, title=os.path.basename(args.instances))
-    print(f"{len(rows)} instances -> {args.output}, {png}", flush=True)
+    outputs = [args.output, png]
+    if args.coco:
+        from connectomics.evaluation.scores import load_scores
+        from connectomics.measure.coco import coco_document, write_coco
+
+        scores = None
+        if args.scores:
+            table = load_scores(args.scores)
+            scores = {int(i): float(v) for i, v in np.asarray(table).reshape(-1, 2)}
+        outputs.append(write_coco(args.coco, coco_document(args.instances, rows, shape, scores, voxel)))
+    print(f"{len(rows)} instances -> {', '.join(outputs)}", flush=True)
 
 
 def _client(scheduler):

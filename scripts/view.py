@@ -41,6 +41,10 @@ def get_parser():
     parser.add_argument("--gt", default=None, help="ground-truth instances (Z, Y, X)")
     parser.add_argument("--voxel-size", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
                         help="voxel size in nm (default: the config's, else what the files record)")
+    parser.add_argument("--errors", action="store_true", help="colour the errors of --instances against --gt: "
+                        "missed GT red, split GT orange, merged GT purple, background false positives yellow")
+    parser.add_argument("--crumb-size", type=int, default=2000, help="with --errors: GT instances smaller than "
+                        "this are left out, as in the AP (default 2000)")
     parser.add_argument("--bind-address", default="127.0.0.1", help="server address (0.0.0.0: reachable from "
                         "other machines)")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
@@ -85,7 +89,8 @@ def run(args):
         image, instances, maps, gt = args.image, args.instances, args.maps, args.gt
     voxel = resolve_voxel_size(configured, [image, instances, maps, gt], override=bool(args.voxel_size),
                                key="--voxel-size")
-    with view(image, instances, maps, gt, voxel, args.bind_address, args.port) as viewer:
+    with view(image, instances, maps, gt, voxel, args.bind_address, args.port, args.errors,
+              args.crumb_size) as viewer:
         if args.screenshot:
             screenshot(viewer, args.screenshot, size=tuple(args.size))
             print(f"screenshot: {args.screenshot}", flush=True)

@@ -7,8 +7,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "connectomics"
 # bottom first; a package may import only the ones before it
-LAYERS = ["errors", "geometry", "weights", "_ext", "storage", "viewer", "utils", "data", "config", "checkpoint", "model",
-          "losses", "inference", "evaluation", "postprocess", "measure", "blockwise", "engine", "fixtures"]
+LAYERS = ["errors", "geometry", "weights", "_ext", "storage", "utils", "data", "config", "checkpoint", "model",
+          "losses", "inference", "evaluation", "postprocess", "measure", "viewer", "blockwise", "engine", "fixtures"]
 
 
 def _modules():

@@ -155,3 +155,30 @@ def test_write_table_is_atomic_and_rereadable(tmp_path):
     back, first = read_table(tmp_path / "t.csv")
     assert back[0]["id"] == 3 and back[0]["volume_um3"] == 0.5 and math.isnan(back[0]["mean_foreground"])
     assert sorted(os.listdir(tmp_path)) == ["t.csv"]
+
+
+def test_coco_export_reads_back_into_the_evaluator(scene, tmp_path):
+    import json
+
+    from connectomics.evaluation import evaluate_volumes
+    from connectomics.measure.coco import read_coco
+
+    _, labels, _, _ = scene
+    main = runpy.run_path(SCRIPT, run_name="measure")["main"]
+    scores = tmp_path / "scores.txt"
+    scores.write_text("1 0.9\n2 0.8\n3 0.7\n7 0.2\n")
+    coco = tmp_path / "instances.json"
+    assert main(["-i", labels, "-o", str(tmp_path / "s.csv"), "--no-skeleton", "--coco", str(coco),
+                 "--scores", str(scores), "--voxel-size", "30", "8", "8"]) == 0
+    document = json.loads(coco.read_text())
+    ball = next(a for a in document["annotations"] if a["segmentation"]["label"] == 1)
+    assert ball["bbox"] == [13, 13, 75, 75, 10, 21] and ball["score"] == 0.9 and ball["category_id"] == 1
+    assert document["images"][0]["voxel_size_nm"] == [30.0, 8.0, 8.0]
+    volume, table = read_coco(coco)
+    assert volume.endswith("labels.h5") and table.tolist() == [[1, 0.9], [2, 0.8], [3, 0.7], [7, 0.2]]
+    direct = evaluate_volumes(labels, labels, scores=str(scores), crumb_size=0, progress=False)
+    evaluate = runpy.run_path(os.path.join(os.path.dirname(SCRIPT), "evaluate.py"), run_name="evaluate")["main"]
+    assert evaluate(["-gt", labels, "-p", str(coco), "-thc", "0", "-o", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev.json").read_text())
+    assert report["summary"]["AP75"] == direct.summary["AP75"] == 1.0
+    assert (tmp_path / "ev_errors.csv").exists() and (tmp_path / "ev_matching.csv").exists()

@@ -113,3 +113,56 @@ def test_nothing_to_view_is_an_error():
     with pytest.raises(VolumeError, match="nothing to view"):
         with view():
             pass
+
+
+def test_errors_flag_colours_a_missed_instance_red_and_a_false_positive_yellow(scene, tmp_path):
+    _need_browser()
+    import h5py
+
+    from connectomics.storage import read_volume
+    from connectomics.viewer import screenshot, view
+
+    _, _, labels = scene
+    gt = read_volume(labels)
+    centre = gt[gt.shape[0] // 2]
+    ids, counts = np.unique(centre[centre > 0], return_counts=True)
+    missed = int(ids[np.argmax(counts)])
+    pred = gt.copy()
+    pred[pred == missed] = 0
+    empty = np.argwhere(centre == 0)
+    y, x = empty[len(empty) // 2]
+    y0, x0 = max(0, y - 6), max(0, x - 6)
+    fp_region = np.zeros(gt.shape, bool)
+    fp_region[:, y0:y0 + 12, x0:x0 + 12] = True
+    fp_region &= gt == 0
+    pred[fp_region] = 999
+    gt_path, pred_path = str(tmp_path / "gt.h5"), str(tmp_path / "pred.h5")
+    for path, data in ((gt_path, gt), (pred_path, pred)):
+        with h5py.File(path, "w") as f:
+            f.create_dataset("main", data=data)
+    with view(instances=pred_path, gt=gt_path, voxel_size=(30, 8, 8), errors=True, crumb_size=0) as viewer:
+        screenshot(viewer, str(tmp_path / "errors.png"), size=SIZE)
+        scale = viewer.state.cross_section_scale
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(tmp_path / "errors.png").convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 2 * rgb[..., 1] + 20) & (rgb[..., 0] > 2 * rgb[..., 2])
+    yellow = (rgb[..., 0] > 60) & (rgb[..., 1] > 0.6 * rgb[..., 0]) & (rgb[..., 2] < 0.3 * rgb[..., 0])
+    missed_mask, _ = _expected_mask_of(gt == missed, scale)
+    fp_mask, _ = _expected_mask_of(pred == 999, scale)
+    assert missed_mask.sum() > 200 and (red & missed_mask).sum() / missed_mask.sum() > 0.8
+    assert fp_mask.sum() > 20 and (yellow & fp_mask).sum() / fp_mask.sum() > 0.6
+    assert (red & ~missed_mask).sum() < 0.1 * missed_mask.sum()
+
+
+def _expected_mask_of(volume, scale):
+    """Which screen pixels show a True voxel of the centre slice of the boolean ``volume``."""
+    z, (height, width) = volume.shape[0] // 2, volume.shape[1:]
+    w, h = SIZE
+    ys = np.floor(height / 2 + (np.arange(h) + 0.5 - h / 2) * scale).astype(int)
+    xs = np.floor(width / 2 + (np.arange(w) + 0.5 - w / 2) * scale).astype(int)
+    inside = (ys[:, None] >= 0) & (ys[:, None] < height) & (xs[None] >= 0) & (xs[None] < width)
+    mask = np.zeros((h, w), bool)
+    yy, xx = np.clip(ys, 0, height - 1)[:, None].repeat(w, 1), np.clip(xs, 0, width - 1)[None].repeat(h, 0)
+    mask[inside] = volume[z][yy[inside], xx[inside]]
+    return mask, inside

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from connectomics.evaluation.errors import analyse_errors
 from connectomics.evaluation.average_precision import IOU_THRESHOLDS, RECALL_THRESHOLDS, accumulate, mean_precision
 from connectomics.evaluation.matching import AREA_NAMES, Matches, area_ranges, match_predictions
 from connectomics.evaluation.overlap import MAX_SLAB_MIB, overlap_table
@@ -46,6 +47,7 @@ class EvalResult:
     recall_thresholds: np.ndarray = field(default_factory=lambda: RECALL_THRESHOLDS.copy())
     area_names: tuple = AREA_NAMES
     other_rankings: dict = field(default_factory=dict)  # {name: summary} of the same match, ranked otherwise
+    errors: object = None  # ErrorAnalysis (connectomics.evaluation.errors): associations and matching metrics
 
 
 def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_size=2000,
@@ -79,8 +81,10 @@ def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_si
     for note in notes:
         logger.info(note)
     others = {name: _ranked(table, other, ranges, crumb_size)[0] for name, other in (other_rankings or {}).items()}
+    errors = analyse_errors(table, ranges, AREA_NAMES, crumb_size)  # the same table: no second pass
     return EvalResult(summary, precision, recall, matches, ranges, source_name(gt, "ground-truth array"),
-                      source_name(pred, "prediction array"), int(crumb_size), notes, other_rankings=others)
+                      source_name(pred, "prediction array"), int(crumb_size), notes, other_rankings=others,
+                      errors=errors)
 
 
 def _ranked(table, scores, ranges, crumb_size):

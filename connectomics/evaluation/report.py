@@ -8,7 +8,9 @@ Files written by ``write_reports(result, prefix)``:
 - ``PREFIX_match_fn.txt``: one row per false negative: best prediction id and size, GT id and
   size, IoU (0 when nothing overlaps it);
 - ``PREFIX.json``: every number (summary, per-threshold AP, recall, precision curves, inputs);
-- ``PREFIX_pr.png``: precision-recall curves at IoU 0.50 / 0.75 / 0.90 (area 'all').
+- ``PREFIX_pr.png``: precision-recall curves at IoU 0.50 / 0.75 / 0.90 (area 'all');
+- ``PREFIX_errors.csv``, ``PREFIX_matching.csv``, ``PREFIX_errors.png``: the error analysis
+  (:mod:`connectomics.evaluation.error_report`).
 """
 import json
 import logging
@@ -69,6 +71,10 @@ def format_table(result):
     for name, other in result.other_rankings.items():
         rows.append(f"  {'AP-75':<14}{_value(other['AP75'])}   ranked by {name} (AP-50 {_value(other['AP50']).strip()}, "
                     f"TP {other['tp75']}, FP {other['fp75']})")
+    if result.errors is not None:
+        from connectomics.evaluation.error_report import error_lines
+
+        rows += error_lines(result.errors)
     rows += [f"  note: {note}" for note in result.notes]
     return "\n".join(rows)
 
@@ -111,7 +117,16 @@ def result_dict(result, iteration=None):
         "precision": {n: result.precision[:, :, a].tolist() for a, n in enumerate(names)},
         "notes": list(result.notes),
         "other_rankings": result.other_rankings,
+        "errors": _errors(result),
     }
+
+
+def _errors(result):
+    if result.errors is None:
+        return None
+    from connectomics.evaluation.error_report import error_dict
+
+    return error_dict(result.errors)
 
 
 def plot_pr_curves(result, path):
@@ -155,6 +170,10 @@ def write_reports(result, prefix, iteration=None, csv_path=None):
     with atomic_path(paths[3]) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(result_dict(result, iteration), f, indent=1)
     plot_pr_curves(result, paths[4])
+    if result.errors is not None:
+        from connectomics.evaluation.error_report import write_error_files
+
+        paths += write_error_files(result.errors, prefix)
     if csv_path is not None:
         if iteration is None:
             raise ValueError(f"appending to {csv_path} needs the model iteration: pass it "

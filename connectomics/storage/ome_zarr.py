@@ -59,11 +59,17 @@ def downsample(block, labels):
     if not labels:
         mean = sum(q.astype(np.float32) for q in quads) / 4
         return np.rint(mean).astype(block.dtype) if np.issubdtype(block.dtype, np.integer) else mean.astype(block.dtype)
-    counts = [sum((q == other) for other in quads) for q in quads]
-    best, best_count = quads[0].copy(), counts[0]
-    for q, c in zip(quads[1:], counts[1:]):
-        better = c > best_count
-        best[better], best_count = q[better], np.maximum(best_count, c)
+    a, b, c, d = quads
+    best = a.copy()
+    mixed = (a != b) | (a != c) | (a != d)  # most 2 x 2 groups are uniform: only the others are counted
+    if mixed.any():
+        values = [q[mixed] for q in quads]
+        counts = [sum((v == other) for other in values) for v in values]
+        pick, pick_count = values[0].copy(), counts[0]
+        for v, n in zip(values[1:], counts[1:]):
+            better = n > pick_count
+            pick[better], pick_count = v[better], np.maximum(pick_count, n)
+        best[mixed] = pick
     return best
 
 

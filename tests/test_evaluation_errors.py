@@ -1,0 +1,82 @@
+"""Error analysis: association classes and matching metrics on hand-made cases."""
+import math
+
+import numpy as np
+import pytest
+
+from connectomics.evaluation import AREA_NAMES, area_ranges, overlap_table
+from connectomics.evaluation.errors import analyse_errors, one_to_one
+
+
+def _analyse(gt, pred, crumb=0):
+    table = overlap_table(gt, pred, progress=False)
+    return analyse_errors(table, area_ranges((50, 500)), AREA_NAMES, crumb)
+
+
+def _row(result, threshold, name="all"):
+    return next(r for r in result.matching if r["threshold"] == threshold and r["bin"] == name)
+
+
+def _scene():
+    """One slice of 1 x 40 x 60: each GT instance with a known fate."""
+    gt = np.zeros((1, 40, 60), np.uint32)
+    pred = np.zeros_like(gt)
+    gt[0, 0:10, 0:10] = 1; pred[0, 0:10, 0:9] = 11            # one-to-one, IoU 0.9
+    gt[0, 0:10, 20:30] = 2                                   # missing
+    gt[0, 0:10, 40:60] = 3; pred[0, 0:10, 40:50] = 31; pred[0, 0:10, 50:60] = 32   # split in two
+    gt[0, 20:30, 0:10] = 4; gt[0, 20:30, 10:20] = 5; pred[0, 20:30, 0:20] = 45     # merged pair
+    pred[0, 30:40, 50:60] = 99                               # background false positive
+    return gt, pred
+
+
+def test_each_association_class():
+    result = _analyse(*_scene())
+    by_id = dict(zip(result.gt["ids"].tolist(), result.gt["association"].tolist()))
+    assert by_id == {1: "one-to-one", 2: "missing", 3: "split", 4: "merged", 5: "merged"}
+    assert result.background_fp["ids"].tolist() == [99]
+    assert result.counts() == {"one-to-one": 1, "missing": 1, "split": 1, "merged": 2, "many-to-many": 0,
+                               "background FP": 1}
+    assert result.gt["n_preds"].tolist() == [1, 0, 2, 1, 0]
+    assert result.gt["best_iou"][0] == pytest.approx(0.9)
+
+
+def test_many_to_many():
+    gt = np.zeros((1, 10, 40), np.uint32)
+    pred = np.zeros_like(gt)
+    gt[0, :, 0:20] = 1; gt[0, :, 20:40] = 2
+    pred[0, :, 0:8] = 7; pred[0, :, 8:31] = 8; pred[0, :, 31:40] = 9
+    # 7 and 8 both lie mostly on 1 (split); 8 also covers most of 2 (11 of its 20 columns): 1 is split
+    # and merged, 2 is merged
+    result = _analyse(gt, pred)
+    assert result.gt["association"].tolist() == ["many-to-many", "merged"]
+
+
+def test_matching_metrics_by_hand():
+    result = _analyse(*_scene())
+    r = _row(result, 0.75)  # only 1 <-> 11 (IoU 0.9) passes
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 4, 4)
+    assert r["precision"] == pytest.approx(1 / 5) and r["recall"] == pytest.approx(1 / 5)
+    assert r["accuracy"] == pytest.approx(1 / 9) and r["f1"] == pytest.approx(2 / 10)
+    assert r["pq"] == pytest.approx(0.9 / (1 + 2 + 2)) and r["mean_iou"] == pytest.approx(0.9)
+    r5 = _row(result, 0.5)  # 3 <-> 31 (0.5) and 4 <-> 45, 5 <-> 45 (0.5 each): one-to-one keeps one of 4 / 5
+    assert r5["tp"] == 3 and r5["fp"] == 2 and r5["fn"] == 2
+    assert _row(result, 0.3)["tp"] == 3
+    small = _row(result, 0.75, "small")  # GT 1 (100 voxels) is 'medium' with bins (50, 500]: no small GT
+    assert small["tp"] == 0 and math.isnan(small["recall"])
+
+
+def test_optimal_matching_prefers_more_matches_then_iou():
+    # gt a overlaps p (0.45) and q (0.40); gt b overlaps only p (0.35): greedy would take a-p and leave b
+    pair_gt = np.array([1, 1, 2], np.uint64)
+    pair_pred = np.array([10, 11, 10], np.uint64)
+    ious = np.array([0.45, 0.40, 0.35])
+    kept = one_to_one(pair_gt, pair_pred, ious, 0.3)
+    assert sorted(zip(pair_gt[kept].tolist(), pair_pred[kept].tolist())) == [(1, 11), (2, 10)]
+
+
+def test_crumbs_are_left_out():
+    gt, pred = _scene()
+    gt[0, 35:37, 0:2] = 8; pred[0, 35:37, 0:2] = 88     # a 4-voxel GT and its prediction
+    result = _analyse(gt, pred, crumb=10)
+    assert 8 not in result.gt["ids"].tolist() and 88 not in result.background_fp["ids"].tolist()
+    assert _row(result, 0.75)["fp"] == 4  # 88 counts neither as TP nor as FP
