@@ -139,3 +139,20 @@ def test_script_end_to_end(probs_file, tmp_path):
     bad = subprocess.run(cmd[:-5] + ["--opts", "POSTPROCESS.DECODER", "nope"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "valid: bc_watershed" in bad.stderr
+
+
+def test_postprocess_to_ome_zarr_label_is_refused_for_other_settings(probs_file, tmp_path):
+    from connectomics.storage import ResumeError, read_volume
+    from connectomics.storage.voxel import read_voxel_size
+
+    out = str(tmp_path / "result.ome.zarr") + ":labels/instances"
+    postprocess_file(probs_file + ":main", out, build_decoder(load_cfg()), attrs={"voxel_size": [30, 8, 8]})
+    labels = read_volume(out)
+    assert labels.dtype == np.uint32 and labels.max() >= 3 and read_voxel_size(out) == (30.0, 8.0, 8.0)
+    other = build_decoder(load_cfg(opts=["POSTPROCESS.MIN_SIZE", "500"]))
+    with pytest.raises(ResumeError, match="exists and was made with other settings.*--overwrite"):
+        postprocess_file(probs_file + ":main", out, other, attrs={"voxel_size": [30, 8, 8]})
+    assert np.array_equal(read_volume(out), labels)  # untouched
+    postprocess_file(probs_file + ":main", out, other, overwrite=True, attrs={"voxel_size": [30, 8, 8]})
+    assert read_volume(out).max() <= labels.max()
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]
