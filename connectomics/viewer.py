@@ -3,7 +3,8 @@
 Every layer is served lazily by the ``neuroglancer`` package's local server (its viewer is in
 the package, so no internet is needed): a chunk is read from the HDF5 / zarr / OME-Zarr file
 when the browser asks for it, so memory is set by the chunks on screen, not by the volume.
-Segmentation layers get their 3D meshes on demand (select a segment). ``screenshot`` renders the
+Segmentation layers get a segment's 3D mesh on demand (select it), made from its crop
+(:class:`CropMeshes`). ``screenshot`` renders the
 view in headless Chromium and writes a PNG.
 """
 import contextlib
@@ -112,13 +113,75 @@ def start_viewer(layers, voxel_size=None, bind_address="127.0.0.1", port=0):
         state.position = [n / 2 for n in shape]
         state.cross_section_scale = max(shape[1] / 700, shape[2] / 1000) * scales[1] / min(scales)  # slice fits
         for name, kind, array, shader, options in layers:
-            volume = neuroglancer.LocalVolume(data=array, dimensions=dims, volume_type=kind)
+            volume = _local_volume(neuroglancer, array, dims, kind, scales)
             if kind == "segmentation":
                 state.layers[name] = _segmentation_layer(neuroglancer, volume, array, shape, options)
             else:
                 state.layers[name] = neuroglancer.ImageLayer(source=volume, **({"shader": shader} if shader else {}))
             state.layers[name].visible = options.get("visible", True)
     return viewer
+
+
+class CropMeshes:
+    """3D meshes of single segments of a lazy label volume, with memory set by one segment's crop.
+
+    neuroglancer's own on-demand meshing needs the whole volume as one in-memory array; here each
+    request reads only the segment's bounding box (plus one voxel) and runs marching cubes
+    (scikit-image) on it. The bounding boxes come from one slab-by-slab pass of the per-label sums
+    (:func:`connectomics.measure.sums.block_sums`) at the first request. Vertices are in metres, in
+    the volume's (z, y, x) order, as neuroglancer's legacy mesh format wants.
+    """
+
+    def __init__(self, array, voxel_size, slab=32):
+        self.array, self.voxel = array, np.asarray(voxel_size or (1.0, 1.0, 1.0), np.float64)
+        self.slab, self.boxes = slab, None
+
+    def _find_boxes(self):
+        from connectomics.measure.sums import block_sums, merge_sums
+
+        shape = self.array.shape
+        logger.info("finding the segments' bounding boxes for meshes (one pass over %s voxels)", shape)
+        parts = [block_sums(np.asarray(self.array[z:z + self.slab]), (z, 0, 0)) for z in range(0, shape[0], self.slab)]
+        sums = merge_sums(parts)
+        self.boxes = {int(i): tuple((int(sums[f"min_{a}"][k]), int(sums[f"max_{a}"][k]) + 1) for a in "zyx")
+                      for k, i in enumerate(sums["ids"])}
+
+    def mesh(self, object_id):
+        """The legacy-format mesh (bytes) of ``object_id``, or None if it is not in the volume."""
+        import struct
+
+        from skimage.measure import marching_cubes
+
+        if self.boxes is None:
+            self._find_boxes()
+        box = self.boxes.get(int(object_id))
+        if box is None:
+            return None
+        lo = [max(0, a - 1) for a, _ in box]
+        hi = [min(n, b + 1) for (_, b), n in zip(box, self.array.shape)]
+        crop = np.asarray(self.array[tuple(slice(a, b) for a, b in zip(lo, hi))]) == object_id
+        verts, faces, _, _ = marching_cubes(np.pad(crop, 1).astype(np.float32), 0.5)
+        verts = (verts - 1 + np.asarray(lo)) * self.voxel * 1e-9
+        return struct.pack("<I", len(verts)) + verts.astype("<f4").tobytes() + faces.astype("<u4").tobytes()
+
+
+def _local_volume(neuroglancer, array, dims, kind, voxel_size):
+    """A LocalVolume; a segmentation one meshes a segment from its crop (:class:`CropMeshes`)."""
+    if kind != "segmentation":
+        return neuroglancer.LocalVolume(data=array, dimensions=dims, volume_type=kind)
+
+    class CroppedMeshVolume(neuroglancer.LocalVolume):
+        def get_object_mesh(self, object_id):
+            data = self.meshes.mesh(object_id)
+            if data is None:
+                from neuroglancer.local_volume import InvalidObjectIdForMesh
+
+                raise InvalidObjectIdForMesh()
+            return data
+
+    volume = CroppedMeshVolume(data=array, dimensions=dims, volume_type=kind)
+    volume.meshes = CropMeshes(array, voxel_size)
+    return volume
 
 
 def _segmentation_layer(neuroglancer, volume, array, shape, options):

@@ -166,3 +166,36 @@ def _expected_mask_of(volume, scale):
     yy, xx = np.clip(ys, 0, height - 1)[:, None].repeat(w, 1), np.clip(xs, 0, width - 1)[None].repeat(h, 0)
     mask[inside] = volume[z][yy[inside], xx[inside]]
     return mask, inside
+
+
+def test_meshes_from_crops_match_neuroglancers_own_and_render_in_3d(scene, tmp_path):
+    import struct
+
+    import neuroglancer
+
+    from connectomics.viewer import CropMeshes
+
+    labels = np.zeros((8, 32, 64), np.uint32)
+    labels[2:5, 10:20, 30:60] = 7
+    dims = neuroglancer.CoordinateSpace(names=["z", "y", "x"], units="nm", scales=[30, 8, 8])
+    theirs = neuroglancer.LocalVolume(data=labels, dimensions=dims, volume_type="segmentation").get_object_mesh(7)
+    ours = CropMeshes(labels, (30, 8, 8), slab=3).mesh(7)
+
+    def vertices(data):
+        n = struct.unpack("<I", data[:4])[0]
+        return np.frombuffer(data[4:4 + 12 * n], "<f4").reshape(n, 3)
+
+    np.testing.assert_allclose(vertices(ours).min(0), vertices(theirs).min(0), rtol=1e-6)
+    np.testing.assert_allclose(vertices(ours).max(0), vertices(theirs).max(0), rtol=1e-6)
+    assert CropMeshes(labels, (30, 8, 8)).mesh(5) is None
+    _need_browser()
+    from PIL import Image
+
+    from connectomics.viewer import screenshot, view
+
+    _, image, labels_path = scene
+    with view(image=image, instances=labels_path, voxel_size=(30, 8, 8)) as viewer:
+        screenshot(viewer, str(tmp_path / "3d.png"), size=SIZE, layout="3d")
+    rgb = np.asarray(Image.open(tmp_path / "3d.png").convert("RGB")).astype(int)
+    frame = (rgb[..., 0] > 150) & (rgb[..., 1] > 150) & (rgb[..., 2] < 100)  # the yellow bounding box
+    assert (((rgb.max(-1) - rgb.min(-1)) > 40) & ~frame).mean() > 0.02  # coloured meshes, not an empty box
