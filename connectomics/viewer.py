@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 MAP_COLOURS = ("#00ff00", "#ff00ff")  # foreground, contour
 MAX_SELECTED = 2000  # segments of the centre slice selected when the view opens
+SELECT_WINDOW = 2048  # ... read from the middle SELECT_WINDOW x SELECT_WINDOW of that slice
 
 
 class Channel:
@@ -188,8 +189,9 @@ def _segmentation_layer(neuroglancer, volume, array, shape, options):
     """Selected: ``options['segments']``, else the ids of the centre slice (each in its own colour);
     ``options['colour']``: one colour for all of them."""
     segments = options.get("segments")
-    if segments is None:
-        ids = np.unique(np.asarray(array[shape[0] // 2]))
+    if segments is None:  # the centre of the centre slice (at most SELECT_WINDOW^2 voxels read)
+        window = tuple(slice(max(0, n // 2 - SELECT_WINDOW // 2), n // 2 + SELECT_WINDOW // 2) for n in shape[1:])
+        ids = np.unique(np.asarray(array[(shape[0] // 2,) + window]))
         segments = [int(i) for i in ids[ids > 0][:MAX_SELECTED]]
     layer = neuroglancer.SegmentationLayer(source=volume, segments=segments)
     if options.get("colour"):
