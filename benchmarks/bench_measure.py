@@ -10,7 +10,8 @@ a uint8 image in HDF5. Each measurement runs in its own child process (so its pe
   alone on the arrays in memory (median of 3; target >= 3x), since both read the same file;
 * the mesh (surface, sphericity) and skeleton measures: seconds per instance on the first
   ``--shape-instances`` instances;
-* the blockwise run on a 2-worker local Dask cluster: wall time and the peak RSS of every process.
+* the blockwise run on a 2-worker local Dask cluster: wall time and the peak RSS of every worker,
+  on the volume and on one of twice its depth (the peaks must not grow).
 
     python benchmarks/bench_measure.py                 # 128 x 1024 x 1024, ~1,000 instances
     python benchmarks/bench_measure.py --quick         # 32 x 512 x 512, ~60 instances
@@ -199,6 +200,11 @@ def main():
     print(json.dumps({"seconds_per_instance": {k: round(v, 3) for k, v in per_instance.items()},
                       "instances": args.shape_instances}), flush=True)
     print(json.dumps({"blockwise_2_workers": blockwise(path)}), flush=True)
+    double = (2 * shape[0],) + tuple(shape[1:])  # peaks per worker must not grow with the volume
+    path2 = os.path.join(workdir, f"volume_{'x'.join(map(str, double))}.h5")
+    if not os.path.exists(path2):
+        make_volume(path2, double, 2 * n, seed=1)
+    print(json.dumps({"blockwise_2_workers_double_depth": dict(shape=double, **blockwise(path2))}), flush=True)
 
 
 if __name__ == "__main__":

@@ -154,3 +154,12 @@ def test_blocks_written_in_parallel_give_the_sequential_pyramid(tmp_path, block)
     ours, theirs = (json.load(open(f"{path}/.zattrs"))["multiscales"][0] for path in (out, sequential))
     assert (ours["datasets"], ours["axes"]) == (theirs["datasets"], theirs["axes"])
     assert os.path.exists(f"{out}/2/.zarray") and not os.path.exists(tmp)
+
+
+def test_label_mode_kernel_equals_the_numpy_rule():
+    rng = np.random.default_rng(0)
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        block = rng.integers(0, 4, (3, 41, 60)).astype(dtype)  # many ties; an odd side padded
+        kernel = downsample(block, labels=True)
+        numpy_rule = downsample(block[None], labels=True)[0]  # 4D: the NumPy path
+        assert kernel.dtype == dtype and np.array_equal(kernel, numpy_rule)

@@ -59,6 +59,12 @@ def downsample(block, labels):
     if not labels:
         mean = sum(q.astype(np.float32) for q in quads) / 4
         return np.rint(mean).astype(block.dtype) if np.issubdtype(block.dtype, np.integer) else mean.astype(block.dtype)
+    if block.ndim == 3 and block.dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        from connectomics._ext.pyramid import mode_2x2
+
+        out = np.empty((block.shape[0], block.shape[1] // 2, block.shape[2] // 2), block.dtype)
+        mode_2x2(np.ascontiguousarray(block), out)
+        return out
     a, b, c, d = quads
     best = a.copy()
     mixed = (a != b) | (a != c) | (a != d)  # most 2 x 2 groups are uniform: only the others are counted
