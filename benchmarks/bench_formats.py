@@ -84,10 +84,11 @@ def export(src, grid, out, client):
 
 def run_format(workdir, shape, name):
     """A fresh 2-worker cluster (so the peaks are this run's): export, then every process's peak."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    from connectomics.blockwise.cluster import local_cluster
+
+    with local_cluster(2, 1, dashboard_address=None) as cluster, Client(cluster) as client:
         src, grid = make_source(workdir, shape, client)
         client.restart()  # painting's peaks are not the export's
         seconds = export(src, grid, os.path.join(workdir, f"out_{name}"), client)

@@ -148,11 +148,12 @@ def shapes(path, n):
 
 
 def blockwise(path):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    from connectomics.blockwise.cluster import local_cluster
     from connectomics.measure import measure_instances
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_cluster(2, 1, dashboard_address=None) as cluster, Client(cluster) as client:
         started = time.perf_counter()
         rows, _ = measure_instances(f"{path}:labels", f"{path}:image", voxel_size=VOXEL, skeleton=False,
                                     surface=False, client=client)
