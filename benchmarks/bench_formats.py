@@ -86,9 +86,10 @@ def run_format(workdir, shape, name):
     """A fresh 2-worker cluster (so the peaks are this run's): export, then every process's peak."""
     from dask.distributed import Client
 
-    from connectomics.blockwise.cluster import local_cluster
+    from connectomics.blockwise.cluster import local_cluster, trim_after_tasks
 
     with local_cluster(2, 1, dashboard_address=None) as cluster, Client(cluster) as client:
+        trim_after_tasks(client)
         src, grid = make_source(workdir, shape, client)
         client.restart()  # painting's peaks are not the export's
         seconds = export(src, grid, os.path.join(workdir, f"out_{name}"), client)

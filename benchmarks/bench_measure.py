@@ -150,10 +150,11 @@ def shapes(path, n):
 def blockwise(path):
     from distributed import Client
 
-    from connectomics.blockwise.cluster import local_cluster
+    from connectomics.blockwise.cluster import local_cluster, trim_after_tasks
     from connectomics.measure import measure_instances
 
     with local_cluster(2, 1, dashboard_address=None) as cluster, Client(cluster) as client:
+        trim_after_tasks(client)
         started = time.perf_counter()
         rows, _ = measure_instances(f"{path}:labels", f"{path}:image", voxel_size=VOXEL, skeleton=False,
                                     surface=False, client=client)

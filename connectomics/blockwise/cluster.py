@@ -53,9 +53,8 @@ def worker_environment():
     distributed sets it (64 KiB) to hand freed memory back to the OS; but any explicit value turns
     off glibc's dynamic mmap threshold, so every large array of a block is then a fresh mmap whose
     pages fault in zeroed: measured here, 1.7x the CPU per block for a plain zarr export and 2.2x
-    for an OME-Zarr one (``benchmarks/bench_formats.py``). The price: a worker keeps freed memory
-    for its next block (peaks 237 -> 293 MB for the zarr export, 240 -> 440-470 MB for the
-    OME-Zarr one), still flat as the volume grows.
+    for an OME-Zarr one (``benchmarks/bench_formats.py``). Freed memory goes back to the OS after
+    each task instead (:class:`TrimAfterTasks`), so a worker's peak stays that of one block.
     """
     import dask
 
@@ -63,6 +62,34 @@ def worker_environment():
     kept = {k: v for k, v in environ.items() if k not in DROPPED_WORKER_ENV}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": kept}):
         yield
+
+
+class TrimAfterTasks:
+    """A worker plugin: glibc ``malloc_trim(0)`` after every task, so that the memory a block freed
+    goes back to the OS between blocks (the peak stays that of one block) while, within a block,
+    the dynamic mmap threshold keeps reusing heap pages (see :func:`worker_environment`)."""
+
+    name = "connectomics-malloc-trim"
+
+    def setup(self, worker):
+        import ctypes
+
+        try:
+            self.trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except OSError:  # not glibc: nothing to do
+            self.trim = None
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish in ("memory", "error") and self.trim is not None:
+            self.trim(0)
+
+
+def trim_after_tasks(client):
+    """Register :class:`TrimAfterTasks` on every worker of ``client`` (and the ones that join)."""
+    from distributed import WorkerPlugin
+
+    plugin = type("TrimAfterTasksPlugin", (TrimAfterTasks, WorkerPlugin), {})()
+    client.register_plugin(plugin)
 
 
 def local_cluster(workers, threads_per_worker=1, **kwargs):
@@ -93,6 +120,7 @@ def connect(scheduler, workers=0, threads_per_worker=1, timeout=30):
         with local_cluster(n, threads_per_worker, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:  # any free port
             client.run(worker_setup, int(threads_per_worker))
+            trim_after_tasks(client)
             yield client
         return
     try:
