@@ -5,6 +5,7 @@
     python scripts/convert_volume.py instances.zarr instances.h5
     python scripts/convert_volume.py image.h5 result.ome.zarr --voxel-size 30 8 8       # an OME-Zarr image
     python scripts/convert_volume.py instances.h5 result.ome.zarr:labels/instances       # its label
+    python scripts/convert_volume.py result.ome.zarr:labels/instances instances.tif      # TIFF, voxel size kept
 
 OME-Zarr (NGFF 0.4): a multiscale pyramid with the voxel size (nm) as its scale; the voxel size
 comes from --voxel-size or what the input records (HDF5 / zarr attributes, OME-Zarr, ImageJ TIFF)
@@ -30,7 +31,8 @@ logger = logging.getLogger("convert_volume")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="file.h5[:key], store.zarr[:array], TIFF or JSON tiles")
-    parser.add_argument("output", help="out.zarr[:array], out.h5[:key], out.ome.zarr or out.ome.zarr:labels/NAME")
+    parser.add_argument("output", help="out.zarr[:array], out.h5[:key], out.ome.zarr, out.ome.zarr:labels/NAME "
+                        "or out.tif")
     parser.add_argument("--chunks", type=int, nargs=3, default=[64, 512, 512], metavar=("Z", "Y", "X"),
                         help="output chunk (z, y, x); channels stay whole (default: 64 512 512)")
     parser.add_argument("--voxel-size", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),

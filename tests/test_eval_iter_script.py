@@ -35,6 +35,6 @@ def test_unwritable_output_name_fails_before_any_inference(tmp_path, caplog):
     out = tmp_path / "sweep"
     main = runpy.run_path(SCRIPT, run_name="eval_iter")["main"]
     rc = main(["--checkpoints", str(ckpts), "--image", str(image), "--gt", str(gt), "--output", str(out),
-               "--opts", "POSTPROCESS.OUTPUT_NAME", "instances.tif"])
+               "--opts", "POSTPROCESS.OUTPUT_NAME", "instances.png"])
     assert rc == 2 and "POSTPROCESS.OUTPUT_NAME" in caplog.text
     assert not (out / "iter_000010").exists()

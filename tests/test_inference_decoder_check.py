@@ -33,9 +33,9 @@ def test_decoder_without_blockwise_form_fails_before_the_blocks(tmp_path, opts, 
 
 
 @pytest.mark.parametrize("scheduler, opts, message", [
-    (None, ("INFERENCE.OUTPUT_NAME", "probs.tif"), r"INFERENCE.OUTPUT_NAME = 'probs.tif'.*can write hdf5, zarr"),
+    (None, ("INFERENCE.OUTPUT_NAME", "probs.tif"), r"INFERENCE.OUTPUT_NAME = 'probs.tif'.*from many workers"),
     (None, ("POSTPROCESS.OUTPUT_NAME", "instances.png"), "POSTPROCESS.OUTPUT_NAME = 'instances.png'"),
-    ("inprocess", ("POSTPROCESS.OUTPUT_NAME", "instances.tif"), "POSTPROCESS.OUTPUT_NAME = 'instances.tif'"),
+    ("inprocess", ("POSTPROCESS.OUTPUT_NAME", "instances.png"), "POSTPROCESS.OUTPUT_NAME = 'instances.png'"),
 ])
 def test_unwritable_output_names_fail_before_inference(tmp_path, scheduler, opts, message):
     cfg = _cfg(tmp_path, *opts)
@@ -46,7 +46,8 @@ def test_unwritable_output_names_fail_before_inference(tmp_path, scheduler, opts
 
 @pytest.mark.parametrize("opts", [("POSTPROCESS.OUTPUT_NAME", "instances.h5:seg"),
                                   ("INFERENCE.OUTPUT_NAME", "probs.zarr", "POSTPROCESS.OUTPUT_NAME", "instances.zarr"),
-                                  ("INFERENCE.OUTPUT_NAME", "probs.ome.zarr", "POSTPROCESS.OUTPUT_NAME", "r.ome.zarr")])
+                                  ("INFERENCE.OUTPUT_NAME", "probs.ome.zarr", "POSTPROCESS.OUTPUT_NAME", "r.ome.zarr"),
+                                  ("POSTPROCESS.OUTPUT_NAME", "instances.tif")])
 def test_writable_output_names_pass_the_name_check(tmp_path, opts):
     cfg = _cfg(tmp_path, *opts)
     with pytest.raises(FileNotFoundError, match="checkpoint"):  # got past the checks, to the model

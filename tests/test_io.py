@@ -229,5 +229,5 @@ def test_create_output_publishes_complete_and_keeps_other_members(tmp_path, kind
             raise RuntimeError("stop")
     leftovers = [name for name in os.listdir(tmp_path) if name.startswith(".")]
     assert not leftovers and "broken" not in (os.listdir(path) if kind == "zarr" else [])
-    with pytest.raises(VolumeError, match="can write hdf5, zarr, ome-zarr volumes"):
-        create_output(str(tmp_path / "x.tif"), data.shape, data.dtype, (2, 6, 8))
+    with pytest.raises(VolumeError, match="can write hdf5, zarr, ome-zarr, tiff volumes"):
+        create_output(str(tmp_path / "x.png"), data.shape, data.dtype, (2, 6, 8))

@@ -163,3 +163,25 @@ def test_label_mode_kernel_equals_the_numpy_rule():
         kernel = downsample(block, labels=True)
         numpy_rule = downsample(block[None], labels=True)[0]  # 4D: the NumPy path
         assert kernel.dtype == dtype and np.array_equal(kernel, numpy_rule)
+
+
+def test_tiff_output_round_trips_with_the_voxel_size(tmp_path):
+    import runpy
+
+    main = runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "scripts", "convert_volume.py"),
+                          run_name="convert_volume")["main"]
+    labels = _labels((4, 300, 300))
+    store = str(tmp_path / "seg.ome.zarr")
+    _write(f"{store}:labels/seg", labels)
+    image = np.random.default_rng(3).integers(0, 256, labels.shape, dtype=np.uint8)
+    _write(store, image)
+    for spec, data, name in ((f"{store}:labels/seg", labels, "labels.tif"), (store, image, "image.tif")):
+        out = str(tmp_path / name)
+        assert main([spec, out]) == 0  # OME-Zarr -> TIFF (uint32 plain, uint8 ImageJ)
+        assert np.array_equal(read_volume(out), data) and read_voxel_size(out) == pytest.approx((30.0, 8.0, 8.0))
+    assert main([str(tmp_path / "labels.tif"), str(tmp_path / "back.ome.zarr:labels/seg")]) == 0  # and back
+    assert np.array_equal(read_volume(str(tmp_path / "back.ome.zarr:labels/seg")), labels)
+    wide = tmp_path / "wide.h5"
+    with h5py.File(wide, "w") as f:
+        f.create_dataset("main", data=labels.astype(np.uint64))
+    assert main([str(wide), str(tmp_path / "wide.tif")]) == 2 and not (tmp_path / "wide.tif").exists()

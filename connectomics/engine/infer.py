@@ -132,14 +132,15 @@ def check_decoder(cfg, blockwise=False):
 
 
 def check_output_names(cfg, blockwise=False):
-    """Raise ConfigError unless the output names can be written: maps and instances in any writable
-    format (:data:`connectomics.storage.WRITERS`); with ``blockwise`` the maps in one that workers
-    share (``probs.h5`` then becomes ``probs.zarr``)."""
+    """Raise ConfigError unless the output names can be written: the maps in a format that resumes
+    chunk by chunk (HDF5, or one workers share: zarr, OME-Zarr; with ``blockwise`` ``probs.h5``
+    becomes ``probs.zarr``), the instances in any writable format (:data:`connectomics.storage.WRITERS`)."""
     from connectomics.config import ConfigError
-    from connectomics.storage import VolumeError, parse_spec
+    from connectomics.storage import VolumeError, format_of, parse_spec
     from connectomics.storage.output import output_writer
 
-    names = [("INFERENCE.OUTPUT_NAME", cfg.INFERENCE.OUTPUT_NAME, False),
+    maps = cfg.INFERENCE.OUTPUT_NAME
+    names = [("INFERENCE.OUTPUT_NAME", maps, format_of(maps) != "hdf5"),
              ("POSTPROCESS.OUTPUT_NAME", parse_spec(cfg.POSTPROCESS.OUTPUT_NAME)[0], False)]  # 'x.h5:key' names a dataset
     for key, name, parallel in names:
         try:

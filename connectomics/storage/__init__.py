@@ -24,6 +24,9 @@ from connectomics.storage.zarr_array import create_array, open_array, open_zarr_
 from connectomics.storage import ome_zarr as _ome_zarr
 
 _ome_zarr.register()  # a format module registers itself: its opener, writer and voxel-size reader
+from connectomics.storage import tiff_output as _tiff_output  # noqa: E402
+
+_tiff_output.register()
 
 __all__ = ["FORMATS", "H5_EXTENSIONS", "SETTINGS", "TIFF_EXTENSIONS", "WRITERS", "ZARR_EXTENSIONS", "ImageStack", "Markers",
            "ResumeError", "TileVolume", "VolumeError", "atomic_path", "check_existing", "copy_other_datasets",

@@ -51,7 +51,7 @@ def _tiff(path, key):
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        meta = tif.imagej_metadata or {}
+        meta = tif.imagej_metadata or (tif.shaped_metadata[0] if tif.shaped_metadata else None) or {}
         tags = tif.pages[0].tags
         if "spacing" not in meta or "XResolution" not in tags:
             return None
