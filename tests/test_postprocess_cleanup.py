@@ -156,3 +156,24 @@ def test_postprocess_to_ome_zarr_label_is_refused_for_other_settings(probs_file,
     postprocess_file(probs_file + ":main", out, other, overwrite=True, attrs={"voxel_size": [30, 8, 8]})
     assert read_volume(out).max() <= labels.max()
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]
+
+
+def test_postprocess_and_evaluate_commands_do_not_import_torch(probs_file, tmp_path):
+    """The commands a user times (issue 19) start without torch (1.6 s of imports)."""
+    out = str(tmp_path / "instances.h5")
+    code = f"""
+import runpy, sys
+for argv in (["postprocess.py", "-i", {probs_file!r}, "-o", {out!r}],
+             ["evaluate.py", "-gt", {out!r}, "-p", {out!r}, "-o", {str(tmp_path / "eval")!r}]):
+    sys.argv = argv
+    try:
+        runpy.run_path({os.path.join(ROOT, "scripts")!r} + "/" + argv[0], run_name="__main__")
+    except SystemExit as exit:
+        assert not exit.code, exit.code
+print("torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "False"
+    with h5py.File(out, "r") as f:
+        assert f["main"][...].max() >= 3

@@ -51,6 +51,19 @@ def test_mean_foreground_matches_brute_force(max_voxels):
                                rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_compiled_count_equals_the_numpy_count(dtype):
+    """Unsigned labels with uint8 maps take the Cython loop; signed labels the bincount: same table."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 300, size=(5, 31, 29))
+    labels[labels > 250] = 0
+    maps = rng.integers(0, 256, size=(2,) + labels.shape).astype(np.uint8)
+    compiled = instance_confidence(labels.astype(dtype), maps, max_voxels=1000)
+    np.testing.assert_array_equal(compiled, instance_confidence(labels.astype(np.int32), maps, max_voxels=1000))
+    ids, means = brute_force(labels, maps[0])
+    np.testing.assert_allclose(compiled[:, 1], means / 255.0, rtol=1e-12)
+
+
 def test_chunked_hdf5_is_read_block_by_block_with_the_same_result(tmp_path):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 12, size=(9, 40, 40)).astype(np.uint32)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage
 
 WEIGHT_CODES = {"0": "no weight", "1": "binary class-ratio weight",
                 "2-G": "class-ratio weight, times 1 + G (default 10) where two instances nearly touch"}
@@ -57,6 +56,8 @@ def _window_max_min(label, half_width, ignore_zero):
     that is harmless even when it is a real id). Computed in the label dtype
     (no int64 copy).
     """
+    from scipy import ndimage  # imported here: loading a config (which checks target names) needs no scipy
+
     size = _window(half_width)
     wmax = ndimage.maximum_filter(label, size=size, mode="reflect")
     source = label

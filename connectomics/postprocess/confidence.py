@@ -28,7 +28,8 @@ from connectomics.storage import VolumeError, atomic_path, open_volume, parse_sp
 logger = logging.getLogger(__name__)
 
 BLOCK_VOXELS = 1 << 22  # voxels per block read (labels' storage chunks are grown up to this)
-MAX_ID = 1 << 53  # float64 holds every integer below this exactly
+MAX_ID = 1 << 53
+_KERNEL_LABELS = (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64))  # count_and_sum's label types  # float64 holds every integer below this exactly
 SCORE_HEADER = "# id mean_foreground  (instance confidence in [0, 1]: mean foreground probability over its voxels)"
 
 
@@ -66,7 +67,13 @@ def block_sums(labels, foreground, max_voxels=BLOCK_VOXELS):
         if top >= MAX_ID:
             raise VolumeError(f"instance confidence: instance id {top} is above 2**53, which the float64 score "
                               "table cannot hold exactly; relabel the instances (e.g. fastremap.renumber)")
-        if top <= len(piece):  # small ids (sequential labels): count them directly, arrays <= the piece
+        if top <= len(piece) and piece.dtype in _KERNEL_LABELS and weights.dtype == np.uint8:
+            from connectomics._ext.moments import count_and_sum  # one pass, exact integer sums
+
+            counts, sums = count_and_sum(piece, top + 1, np.ascontiguousarray(weights))
+            ids = np.flatnonzero(counts)
+            counts, sums = counts[ids], sums[ids].astype(np.float64)
+        elif top <= len(piece):  # small ids (sequential labels): count them directly, arrays <= the piece
             index = piece.astype(np.intp)  # what bincount casts to anyway: once, not twice
             counts = np.bincount(index, minlength=top + 1)
             sums = np.bincount(index, weights=weights, minlength=top + 1)

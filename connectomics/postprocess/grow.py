@@ -18,7 +18,6 @@ grow in z use ``scipy.ndimage.maximum_filter`` on the whole volume (two
 full-size temporaries).
 """
 import numpy as np
-from scipy import ndimage as ndi
 
 GROW_MODES = ("background", "grey")
 SLICES = 4  # z-slices grown at a time when the window is flat in z (bounds the temporaries)
@@ -48,6 +47,8 @@ def _shift_max(block, radius, axis):
 def _box_max(block, radii):
     """Max filter of a box of half-sizes ``radii`` (z, y, x); separable, zero padding."""
     if radii[0]:  # only when the window grows in z (then over the whole block)
+        from scipy import ndimage as ndi  # here: post-processing commands start without scipy.ndimage
+
         return ndi.maximum_filter(block, size=tuple(2 * r + 1 for r in radii), mode="constant", cval=0)
     return _shift_max(_shift_max(block, radii[1], 1), radii[2], 2)
 

@@ -65,9 +65,13 @@ def open_volume(spec):
 
 
 def read_volume(spec, dtype=None, ndim=None):
-    """Read a whole volume into memory as a NumPy array (optionally cast / checked)."""
+    """Read a whole volume into memory as a NumPy array (optionally cast / checked).
+
+    HDF5 gzip datasets are inflated on several threads (:mod:`~connectomics.storage.hdf5_direct`)."""
+    from connectomics.storage.hdf5_direct import read_all
+
     with open_volume(spec) as vol:
-        array = np.asarray(vol[...])
+        array = np.asarray(read_all(vol))
     if ndim is not None and array.ndim != ndim:
         raise VolumeError(f"{spec}: expected a {ndim}D volume, got shape {array.shape}")
     return array.astype(dtype, copy=False) if dtype is not None else array
