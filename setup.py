@@ -63,6 +63,7 @@ setup(
         "selenium>=4.20",  # scripts/view.py --screenshot: headless Chromium
         "kimimaro>=4",  # skeleton length and branches of each instance (scripts/measure.py)
     ],
-    extras_require={"test": ["pytest>=7", "ome-zarr-models>=1.0"]},  # an NGFF validator that is not ours
+    # an NGFF validator and a matching-metrics reference that are not ours
+    extras_require={"test": ["pytest>=7", "ome-zarr-models>=1.0", "stardist>=0.9"]},
     zip_safe=False,
 )

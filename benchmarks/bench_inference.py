@@ -11,12 +11,19 @@
    and measure the pipeline's own memory (model activations depend on the
    batch, not the chunk; the forward-only child holds one batch of them).
 3. With CUDA: voxels/s of the pipeline with and without mixed precision.
+4. CPU precision (``--part precision``): the pipeline as it ran before issue 19 (float32,
+   contiguous layout) against the default now (channels-last 3D; bfloat16 autocast where the CPU
+   has AMX-BF16 or AVX512-BF16), alternately in the same run, on the MitoEM model (random init,
+   windows 9 x 128 x 128, batch 4) and on the shipped CPU weights (their own window): voxels/s,
+   the ratio, and how far the uint8 maps are apart (target on a bf16 CPU: >= 1.7x, within 2
+   levels on 99.9% of voxels). Prints the CPU features; on a CPU without bf16 it says so.
 
 Model: ``connectomics.model.build_model`` with the config defaults and small
 FILTERS if it exists, else a representative conv stack (the report says which).
 
     python benchmarks/bench_inference.py            # default sizes (a few minutes on 2 cores)
     python benchmarks/bench_inference.py --quick    # smoke run
+    python benchmarks/bench_inference.py --part precision   # the CPU default against float32 (issue 19)
     python benchmarks/bench_inference.py --part throughput --devices cuda --filters 28 36 48 64 80 \
         --volume 32 1024 1024 --chunk 32 512 512 --batch 16    # a GPU, the MitoEM model
 """
@@ -205,7 +212,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--part", choices=("all", "throughput", "memory"), default="all", help="what to measure")
+    parser.add_argument("--part", choices=("all", "throughput", "memory", "precision"), default="all",
+                        help="what to measure")
     parser.add_argument("--devices", choices=("all", "cpu", "cuda"), default="all",
                         help="throughput on these devices (cuda: float32 and mixed precision)")
     parser.add_argument("--filters", type=int, nargs=5, default=None,
@@ -232,10 +240,12 @@ def main():
     print(f"model: {description}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"window {cfg['window']} stride {cfg['stride']} pad {cfg['pad']} chunk {cfg['chunk']} "
           f"batch {cfg['batch']} volume {cfg['volume']}; medians of {cfg['repeats']}; target overhead < 15%")
-    if args.part != "memory":
+    if args.part in ("all", "throughput"):
         measure_throughput(cfg, model, args.devices)
-    if args.part != "throughput":
+    if args.part in ("all", "memory"):
         measure_memory(args.size, cfg)
+    if args.part in ("all", "precision"):
+        measure_precision(args.size)
 
 
 def measure_throughput(cfg, model, devices="all"):
@@ -248,6 +258,67 @@ def measure_throughput(cfg, model, devices="all"):
             model.to("cuda")
             for amp in (False, True):
                 report(f"CUDA, TTA off, amp={amp}", throughput(cfg, model, torch.device("cuda"), tmp, amp=amp))
+
+
+PRECISION = {"default": dict(volume=(18, 512, 512), repeats=3), "quick": dict(volume=(9, 160, 160), repeats=1)}
+
+
+def precision_models():
+    """(name, model, window, stride) of the two models the precision part runs."""
+    from connectomics.checkpoint import load_model_weights, read_checkpoint
+    from connectomics.config import load_cfg
+    from connectomics.model import build_model
+
+    torch.manual_seed(0)
+    mitoem = build_model(load_cfg(None, ["MODEL.INPUT_SIZE", "[9, 128, 128]"]))
+    for name in ("TRAIN_IMAGE", "TRAIN_LABEL", "TEST_IMAGE", "TEST_LABEL"):  # the template's paths: unused here
+        os.environ.setdefault(name, "unused.h5")
+    template = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Finetune",
+                            "Finetune-BC.yaml")
+    cfg = load_cfg(template, ["SYSTEM.DEVICE", "cpu", "EVAL.GT_NAME", "", "MODEL.PRE_MODEL",
+                              "shipped:bc-cpu-synthetic-myelin"])  # the CPU profile these weights were trained with
+    shipped = build_model(cfg)
+    load_model_weights(shipped, read_checkpoint(cfg.MODEL.PRE_MODEL, bare=True), cfg.MODEL.ARCHITECTURE,
+                       cfg.MODEL.PRE_MODEL)
+    window, stride = tuple(cfg.INFERENCE.INPUT_SIZE), tuple(cfg.INFERENCE.STRIDE)
+    return [("MitoEM model [28..80] (random init)", mitoem, (9, 128, 128), (6, 96, 96)),
+            ("shipped CPU weights [8..48]", shipped, window, stride)]
+
+
+def measure_precision(size):
+    """The float32 contiguous pipeline (before) against the CPU default (after): speed and map agreement."""
+    from connectomics.utils.cpu import cpu_description
+    from connectomics.utils.precision import STAGE_DEFAULTS, autocast_dtype, cpu_has_bf16
+
+    sizes = PRECISION[size]
+    dtype = autocast_dtype("cpu", cpu_bf16=STAGE_DEFAULTS["inference"])
+    print(f"\nCPU precision: {cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if not cpu_has_bf16():
+        print("  this CPU has neither AMX-BF16 nor AVX512-BF16: inference stays float32 here (bfloat16 would be "
+              "emulated, far slower); the only change is the channels-last layout")
+    print(f"  before: float32, contiguous; after (the default): "
+          f"{'bfloat16 autocast' if dtype is not None else 'float32'}, channels-last 3D; volume {sizes['volume']}, "
+          f"medians of {sizes['repeats']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = write_input(os.path.join(tmp, "input.h5"), sizes["volume"])
+        voxels = int(np.prod(sizes["volume"]))
+        for index, (name, model, window, stride) in enumerate(precision_models()):
+            pad = tuple(max(0, (w - s) // 2) for w, s in zip(window, stride))
+            runs = {"before": dict(channels_last=False, cpu_bf16="off"),
+                    "after": dict(channels_last=None, cpu_bf16=STAGE_DEFAULTS["inference"])}
+            seconds, maps = {k: [] for k in runs}, {}
+            for _ in range(sizes["repeats"]):
+                for key, options in runs.items():  # alternately: both see the same machine load
+                    predictor = Predictor(model, window, stride, pad, batch_size=4, chunk_size=sizes["volume"],
+                                          **options)
+                    out = os.path.join(tmp, f"{key}{index}.h5")
+                    seconds[key].append(time_pipeline(predictor, spec, out, sizes["volume"]))
+                    with h5py.File(out, "r") as f:
+                        maps[key] = f["main"][...]
+            diff = np.abs(maps["before"].astype(np.int16) - maps["after"].astype(np.int16))
+            before, after = (voxels / statistics.median(seconds[k]) for k in ("before", "after"))
+            print(f"  {name}: before {before:.3g} vox/s, after {after:.3g} vox/s: {after / before:.2f}x; uint8 maps: "
+                  f"{(diff == 0).mean():.4%} equal, {(diff <= 2).mean():.4%} within 2 levels, max {int(diff.max())}")
 
 
 def measure_memory(size, cfg):

@@ -6,11 +6,12 @@
    ``cc3d.connected_components``; local ids 1..n_b go to a uint32 zarr store.
 2. Block b's local id i becomes the provisional id ``offset[b] + i``
    (offsets: the running sum of the n_b in raster block order).
-3. ``face_pairs``: each block reads its box plus the one-voxel layer its
-   backward neighbours lie in, and lists the pairs of provisional ids that
-   touch across its faces (6-connectivity: the three backward face
-   neighbours; 26: the thirteen backward neighbours), so every voxel
-   adjacency that crosses a block face is seen exactly once.
+3. ``face_pairs``: each block lists the pairs of provisional ids that touch
+   across its faces (6-connectivity: the three backward face neighbours; 26:
+   the thirteen backward neighbours), so every voxel adjacency that crosses a
+   block face is seen exactly once. It reads only the blocks' boundary layers,
+   which ``label_block`` saved beside the seed store (``save_faces``): the seed
+   store itself, chunk-compressed, would be decoded whole for a one-voxel layer.
 4. ``resolve_ids``: a union-find over those pairs (``scipy.sparse.csgraph``)
    and a consecutive relabel give the lookup table provisional id -> global id
    1..K, numbered in raster order of each component's first voxel.
@@ -18,6 +19,7 @@
 The result is the same labelling, ids included, as ``cc3d`` on the whole volume.
 """
 import itertools
+import os
 
 import numpy as np
 
@@ -47,8 +49,9 @@ def read_maps(maps_spec, box, channels=2):
     return block if block.dtype == np.uint8 else check_maps(block, None, f"{maps_spec} box {list(box)}")
 
 
-def label_block(index, maps_spec, seeds_path, grid, seed_threshold, contour_threshold, connectivity):
-    """Stage 1 for one block: local seed ids -> ``seeds_path``; returns ``{'sizes': voxels per local id}``.
+def label_block(index, maps_spec, seeds_path, grid, seed_threshold, contour_threshold, connectivity, faces_dir=None):
+    """Stage 1 for one block: local seed ids -> ``seeds_path`` (and its boundary layers -> ``faces_dir``,
+    see :func:`save_faces`); returns ``{'sizes': voxels per local id, 'first': first voxels}``.
 
     Thresholds are fractions of 1 as in the decoders; ``contour_threshold``
     None labels ``foreground > int(255 * seed_threshold)`` alone.
@@ -61,7 +64,54 @@ def label_block(index, maps_spec, seeds_path, grid, seed_threshold, contour_thre
     if labels.dtype != np.uint32:
         raise ValueError(f"block {index} holds more than 2**32 - 1 voxels; use smaller blocks")
     open_array(seeds_path, "r+")[slices(box)] = labels
+    if faces_dir is not None:
+        save_faces(faces_dir, grid, index, labels)
     return {"sizes": dense_sizes(labels, n), "first": first_voxels(labels, box, grid.shape)}
+
+
+FACE_NAMES = ("z0", "z1", "y0", "y1", "x0", "x1")  # axis, 0 = first layer, 1 = last layer
+
+
+def _face_file(faces_dir, grid, index):
+    return os.path.join(faces_dir, f"{grid.flat(index)}.npz")
+
+
+def save_faces(faces_dir, grid, index, labels):
+    """Save the six boundary layers of block ``index``'s local ids (``labels``: its whole box).
+
+    One compressed ``.npz`` per block (a few hundred KB for 64 x 512 x 512), written under a
+    temporary name and renamed: a file present is complete.
+    """
+    os.makedirs(faces_dir, exist_ok=True)
+    layers = {}
+    for axis in range(3):
+        for end, at in ((0, 0), (1, labels.shape[axis] - 1)):
+            layers[FACE_NAMES[2 * axis + end]] = np.take(labels, at, axis=axis)
+    path = _face_file(faces_dir, grid, index)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez_compressed(tmp, **layers)
+    os.replace(tmp, path)
+
+
+def read_layer(faces_dir, grid, offsets, box, axis, cache):
+    """Provisional ids (uint64) of ``box``, one voxel thick along ``axis`` and lying on the first or
+    last layer (along ``axis``) of every block it crosses, from the saved faces."""
+    origin = Box(box).begin
+    out = np.zeros(Box(box).shape, np.uint64)
+    for owner, sub in grid.owners(box):
+        own = grid.box(owner)
+        end = 0 if sub[axis][0] == own[axis][0] else 1
+        if end and sub[axis][0] != own[axis][1] - 1:
+            raise ValueError(f"box {list(box)} is not on a boundary layer of block {owner}")
+        if owner not in cache:
+            with np.load(_face_file(faces_dir, grid, owner)) as stored:
+                cache[owner] = {name: stored[name] for name in FACE_NAMES}
+        layer = cache[owner][FACE_NAMES[2 * axis + end]]
+        rest = [(a - o, b - o) for ax, ((a, b), o) in enumerate(zip(sub, own.begin)) if ax != axis]
+        part = layer[tuple(slice(a, b) for a, b in rest)].astype(np.uint64)
+        part[part > 0] += offsets[owner]
+        out[sub.slices(origin)] = np.expand_dims(part, axis)
+    return out
 
 
 def first_voxels(labels, box, shape):
@@ -88,28 +138,14 @@ def provisional_offsets(grid, counts):
     return (np.cumsum(flat) - flat).reshape(grid.grid_shape)
 
 
-def read_provisional(seeds, grid, offsets, box):
-    """Local seed ids of ``box`` (any box) as provisional ids, uint64."""
-    origin = [a for a, _ in box]
-    out = np.zeros(tuple(b - a for a, b in box), np.uint64)
-    for owner, sub in grid.owners(box):
-        part = np.asarray(seeds[sub.slices()]).astype(np.uint64)
-        part[part > 0] += offsets[owner]
-        out[sub.slices(origin)] = part
-    return out
-
-
-def face_pairs(index, seeds_path, grid, offsets, connectivity):
+def face_pairs(index, faces_dir, grid, offsets, connectivity):
     """Stage 3 for one block: ``{'pairs': (P, 2) uint64}`` provisional ids that touch across its faces."""
-    seeds = open_array(seeds_path)
     core = grid.box(index)
     # backward neighbours lie one voxel below in z, and one voxel either side in y / x (26-conn. only)
     after = 0 if connectivity == 6 else 1
     ext = tuple((max(0, a - 1), min(n, b + (after if axis else 0)))
                 for axis, ((a, b), n) in enumerate(zip(core, grid.shape)))
-    labels = read_provisional(seeds, grid, offsets, ext)
-    origin = [a for a, _ in ext]
-    found = []
+    found, cache = [], {}
     for offset in backward_offsets(connectivity):
         for axis, step in enumerate(offset):
             if step == 0:
@@ -121,13 +157,22 @@ def face_pairs(index, seeds_path, grid, offsets, connectivity):
             box = []
             for b, ((c0, c1), (e0, e1), o) in enumerate(zip(core, ext, offset)):
                 box.append((face, face + 1) if b == axis else (max(c0, e0 - o), min(c1, e1 - o)))
-            here = labels[slices(box, origin)]
-            there = labels[Box(box).shift(offset).slices(origin)]
+            if Box(box).empty:
+                continue
+            here = read_layer(faces_dir, grid, offsets, box, axis, cache)
+            there = read_layer(faces_dir, grid, offsets, Box(box).shift(offset), axis, cache)
             touch = (here != 0) & (there != 0) & (here != there)
             if touch.any():
                 found.append(np.stack([here[touch], there[touch]], axis=1))
-    pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), np.uint64)
-    return {"pairs": pairs.astype(np.uint64)}
+    if not found:
+        return {"pairs": np.zeros((0, 2), np.uint64)}
+    pairs = np.concatenate(found)
+    # unique rows, sorted as np.unique(axis=0) sorts them, without its slow row sort
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    pairs = pairs[order]
+    keep = np.ones(len(pairs), bool)
+    keep[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
+    return {"pairs": pairs[keep]}
 
 
 def resolve_ids(n_provisional, pairs, sizes=None, min_seed_size=0, first=None):

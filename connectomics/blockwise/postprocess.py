@@ -7,7 +7,8 @@ resumes at the first unfinished block of the unfinished stage):
 stage         per block                                               then, in the client
 ============  ======================================================  ==========================
 seeds         local seed components -> ``seeds.zarr`` (uint32)        provisional id offsets
-stitch        id pairs touching across the block's faces              union-find -> seed lookup
+stitch        id pairs touching across the block's faces (saved by    union-find -> seed lookup
+              the seeds stage: no seed-store read)
 segment       watershed / growth over block + halo with global ids   global sizes -> final table
 export        final ids -> output zarr (parallel) or HDF5 (client)    rename into place
 ============  ======================================================  ==========================
@@ -47,7 +48,7 @@ from connectomics.storage.output import output_writer
 logger = logging.getLogger(__name__)
 
 H5_CHUNK = (32, 256, 256)  # (z, y, x) chunks of an HDF5 output
-STAGES_VERSION = 1  # bump when a stage's output changes meaning: old work folders are then refused
+STAGES_VERSION = 2  # bump when a stage's output changes meaning: old work folders are then refused
 
 
 def check_blockwise(decoder, params):
@@ -101,7 +102,7 @@ class _Run:
 
     def store(self, name, dtype=np.uint32):
         path = os.path.join(self.work_dir, name)
-        create_array(path, self.grid.shape, self.grid.block, dtype, self.settings)
+        create_array(path, self.grid.shape, self.grid.block, dtype, self.settings, work=True)
         return path
 
     def where(self):
@@ -234,15 +235,16 @@ def _seed_stages(ctx, seed_threshold, contour_threshold, connectivity, min_seed)
     """Stages 'seeds' and 'stitch', then the global seed lookup table."""
     grid = ctx.grid
     seeds_path = ctx.store("seeds.zarr")
+    faces_dir = os.path.join(ctx.work_dir, "faces")  # the blocks' boundary layers, for the stitch
     label = functools.partial(label_block, maps_spec=ctx.input_spec, seeds_path=seeds_path, grid=grid,
                               seed_threshold=seed_threshold, contour_threshold=contour_threshold,
-                              connectivity=connectivity)
+                              connectivity=connectivity, faces_dir=faces_dir)
     seed_sizes = ctx.run(label, grid.indices(), stage="seeds")
     counts = {index: len(result["sizes"]) - 1 for index, result in seed_sizes.items()}
     offsets = provisional_offsets(grid, counts)
     count_grid = np.array([counts[i] for i in grid.indices()], np.uint64).reshape(grid.grid_shape)
     n_provisional = int(count_grid.sum())
-    stitch = functools.partial(face_pairs, seeds_path=seeds_path, grid=grid, offsets=offsets,
+    stitch = functools.partial(face_pairs, faces_dir=faces_dir, grid=grid, offsets=offsets,
                                connectivity=connectivity)
     pairs = ctx.run(stitch, grid.indices(), stage="stitch")
     lut = ctx.markers.load_array("seed_lut")

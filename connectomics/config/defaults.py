@@ -18,9 +18,10 @@ _C.SYSTEM.SEED = 0  # seed of every RNG (model init, sampling, augmentation)
 _C.SYSTEM.DEVICE = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
 _C.SYSTEM.INFER_AFTER_TRAIN = False  # after training, run inference + post-processing + evaluation
 _C.SYSTEM.NUM_THREADS = 0  # torch intra-op threads (0: torch's default)
-_C.SYSTEM.CPU_BF16 = "off"  # CPU training/inference in bfloat16 autocast: "auto" = where the CPU has AMX-BF16 or
-                           # AVX512-BF16 (float32 elsewhere; the log says which), "on" (emulated: slow), "off" (float32:
-                           # the same numbers on every CPU; configs/Finetune's cpu profile sets auto)
+_C.SYSTEM.CPU_BF16 = ""  # CPU bfloat16 autocast: "" = training float32, inference bfloat16 where the CPU has AMX-BF16
+                         # or AVX512-BF16; "auto" = both stages where the CPU has it (float32 elsewhere; the log says
+                         # which), "on" (emulated where the CPU lacks it: slow), "off" (float32 everywhere: the same
+                         # numbers on every CPU); configs/Finetune's cpu profile sets auto
 _C.SYSTEM.SCHEDULER = ""  # blockwise Dask run: "" = off (one process), "local" = a local cluster, "inprocess", or tcp://host:port
 
 # ---------------------------------------------------------------------------- MODEL

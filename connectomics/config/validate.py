@@ -237,8 +237,8 @@ def validate_cfg(cfg):
     _validate_augmentor(cfg.AUGMENTOR)
     if cfg.SYSTEM.DEVICE not in ("auto", "cpu", "cuda"):
         _fail("SYSTEM.DEVICE", cfg.SYSTEM.DEVICE, "must be auto, cpu or cuda")
-    if cfg.SYSTEM.CPU_BF16 not in ("auto", "on", "off"):
-        _fail("SYSTEM.CPU_BF16", cfg.SYSTEM.CPU_BF16, "must be auto, on or off")
+    if cfg.SYSTEM.CPU_BF16 not in ("", "auto", "on", "off"):
+        _fail("SYSTEM.CPU_BF16", cfg.SYSTEM.CPU_BF16, "must be '' (training float32, inference auto), auto, on or off")
 
 
 def _missing(key, spec):

@@ -33,14 +33,15 @@ def resolve_checkpoint(cfg, checkpoint):
 def load_inference_model(cfg, checkpoint, device):
     """The model with the checkpoint's weights, in eval mode; the checkpoint's iteration."""
     from connectomics.model import build_model
-    from connectomics.utils.precision import autocast_dtype, describe
+    from connectomics.utils.precision import autocast_dtype, describe, stage_mode
 
     checkpoint = resolve_checkpoint(cfg, checkpoint)
     model = build_model(cfg).to(device)
     load_model_weights(model, read_checkpoint(checkpoint), cfg.MODEL.ARCHITECTURE, checkpoint)
     kind = torch.device(device).type
-    dtype = autocast_dtype(kind, cfg.INFERENCE.AMP, cfg.SYSTEM.CPU_BF16)
-    logger.info("inference with %s in %s", checkpoint, describe(kind, dtype, cfg.SYSTEM.CPU_BF16))
+    mode = stage_mode(cfg.SYSTEM.CPU_BF16, "inference")
+    dtype = autocast_dtype(kind, cfg.INFERENCE.AMP, mode)
+    logger.info("inference with %s in %s", checkpoint, describe(kind, dtype, mode))
     return model, checkpoint_iteration(checkpoint)
 
 

@@ -12,7 +12,7 @@ from connectomics.engine.hooks import CheckpointHook, LoggingHook, ValidationHoo
 from connectomics.engine.solver import build_lr_scheduler, build_optimizer
 from connectomics.engine.trainer import Trainer
 from connectomics.storage import split_names
-from connectomics.utils.precision import autocast_dtype, describe
+from connectomics.utils.precision import autocast_dtype, describe, stage_mode
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,8 @@ def run_training(cfg, checkpoint=None, started=None):
     criterion = build_criterion(cfg)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
-    dtype = autocast_dtype(device.type, cfg.SOLVER.AMP, cfg.SYSTEM.CPU_BF16)
+    bf16_mode = stage_mode(cfg.SYSTEM.CPU_BF16, "train")
+    dtype = autocast_dtype(device.type, cfg.SOLVER.AMP, bf16_mode)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     start, run_id, plan = _resume(cfg, checkpoint, model, optimizer, scheduler, scaler)
     if is_main_process():  # the checkpoint loaded: the run starts, its folder now describes it
@@ -197,7 +198,7 @@ def run_training(cfg, checkpoint=None, started=None):
         checkpointer.extra = lambda: {"budget": hooks[0].state()}
         total = total or start + BUDGET_BOUND  # until planned: the loader's bound
     logger.info("training %s on %s in %s: iterations %d..%s, %d parameters", cfg.MODEL.ARCHITECTURE, device,
-                describe(device.type, dtype, cfg.SYSTEM.CPU_BF16), start,
+                describe(device.type, dtype, bf16_mode), start,
                 total if not budget or plan else f"(fitted to SOLVER.TIME_BUDGET {cfg.SOLVER.TIME_BUDGET:g} min)",
                 sum(p.numel() for p in model.parameters()))
     batches = iterate_batches(cfg, start, lambda chunk_id: build_train_dataset(cfg, chunk_id), total)

@@ -11,7 +11,20 @@ import torch
 from connectomics.utils.cpu import cpu_flags
 
 CPU_BF16_MODES = ("auto", "on", "off")
+STAGE_DEFAULTS = {"train": "off", "inference": "auto"}  # what SYSTEM.CPU_BF16 "" means for each stage
 BF16_FEATURES = ("amx_bf16", "avx512_bf16")
+
+
+def stage_mode(cpu_bf16, stage):
+    """The bfloat16 mode of ``stage`` ('train' / 'inference') for the ``SYSTEM.CPU_BF16`` value.
+
+    '' (the default): training in float32 (the same weights on every CPU), inference in bfloat16
+    where the CPU has it (1.8x the forward rate on AMX; maps within 2 uint8 levels: see
+    ``benchmarks/bench_inference.py``); 'auto', 'on', 'off' set both stages ('off' forces float32).
+    """
+    if cpu_bf16 == "":
+        return STAGE_DEFAULTS[stage]
+    return cpu_bf16
 
 
 def cpu_has_bf16(flags=None):
