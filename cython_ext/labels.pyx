@@ -4,7 +4,7 @@
 The Python API (``connectomics.postprocess.seeds`` / ``.cleanup``) checks dtypes,
 shapes and contiguity and allocates; this module only runs loops.
 """
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libcpp.vector cimport vector
 
 import numpy as np
@@ -168,4 +168,21 @@ def apply_lut(label_t[::1] labels, const label_t[::1] lut):
                 labels[i] = lut[value]
             else:
                 missed += 1
+    return missed
+
+
+def first_positions(const label_t[::1] labels, int64_t[::1] first):
+    """``first[id]`` = flat index of the first voxel of each id, for ids numbered in raster order of
+    their first voxel (``first`` holds n + 1 entries); returns the number of ids >= n (not recorded)."""
+    cdef Py_ssize_t i, size = labels.shape[0], n = first.shape[0], missed = 0
+    cdef label_t top = 0, value
+    with nogil:
+        for i in range(size):
+            value = labels[i]
+            if value > top:
+                top = value
+                if <Py_ssize_t>value < n:
+                    first[value] = i
+                else:
+                    missed += 1
     return missed

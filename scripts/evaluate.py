@@ -46,6 +46,12 @@ def get_parser():
     parser.add_argument("--iteration", type=int, default=None,
                         help="model iteration for --csv (default: parsed from the prediction file name: "
                              "checkpoint_XXXXXX or leading digits)")
+    parser.add_argument("--length-bins", type=float, nargs="+", default=None, metavar="UM",
+                        help="also report the matching metrics per skeleton-length category (TIMISE-style), "
+                             "bounded by these lengths in um (voxels without a voxel size), e.g. 1 3; "
+                             "skeletonises every instance (tens of ms each)")
+    parser.add_argument("--voxel-size", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                        help="nm, for --length-bins (default: read from the ground-truth file)")
     return parser
 
 
@@ -82,10 +88,18 @@ def main(argv=None):
 
             predicted, table = read_coco(predicted)
             scores = scores or table
+        categories = None
+        if args.length_bins:
+            from connectomics.measure.api import length_categories
+            from connectomics.storage.voxel import read_voxel_size
+
+            voxel_size = args.voxel_size or read_voxel_size(args.gt_seg)
+            categories = length_categories(args.gt_seg, predicted, args.length_bins, voxel_size)
         result = evaluate_volumes(args.gt_seg, predicted, scores=scores,
                                   area_thresholds=thresholds, crumb_size=args.threshold_crumb,
                                   chunk_slices=args.chunk_size, slices=slices,
-                                  other_rankings={"size (the challenge's)": None} if scores is not None else None)
+                                  other_rankings={"size (the challenge's)": None} if scores is not None else None,
+                                  categories=categories)
     except (FileNotFoundError, VolumeError, LabelError, ScoreError, ValueError) as err:
         logger.error("%s", err)
         return 2

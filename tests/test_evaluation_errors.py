@@ -116,3 +116,47 @@ def test_matching_equals_stardist_on_generated_cases(seed):
                 assert getattr(theirs, name) == 0, (threshold, key)
             else:
                 assert ours[key] == pytest.approx(getattr(theirs, name), rel=1e-6), (threshold, key)  # float32 IoU
+
+
+def test_skeleton_length_categories(tmp_path):
+    """Rods of known length binned by their skeleton: TP / FN by the GT rod's length, FP by the prediction's."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    from connectomics.evaluation import evaluate_volumes
+    from connectomics.measure.api import length_categories
+
+    gt = np.zeros((8, 64, 160), np.uint32)
+    gt[2:6, 5:11, 10:150] = 1    # a rod of 140 voxels
+    gt[2:6, 30:36, 10:40] = 2    # a short rod of 30 voxels
+    gt[2:6, 50:56, 60:140] = 3   # a rod of 80 voxels, missed
+    pred = np.zeros_like(gt)
+    pred[2:6, 5:11, 10:150] = 7  # found
+    pred[2:6, 30:36, 10:40] = 8  # found
+    pred[2:6, 44:48, 100:130] = 9  # a short false positive on background
+    paths = []
+    for name, data in (("gt.h5", gt), ("pred.h5", pred)):
+        with h5py.File(tmp_path / name, "w") as f:
+            f.create_dataset("main", data=data)
+        paths.append(str(tmp_path / name))
+    names, of_gt, of_pred = length_categories(*paths, [50, 100])  # no voxel size: lengths in voxels
+    assert names == ["length<=50vox", "length 50-100vox", "length>100vox"]
+    assert of_gt == {1: "length>100vox", 2: "length<=50vox", 3: "length 50-100vox"}
+    assert of_pred == {7: "length>100vox", 8: "length<=50vox", 9: "length<=50vox"}
+    result = evaluate_volumes(gt, pred, crumb_size=0, categories=(names, of_gt, of_pred))
+    rows = {row["bin"]: row for row in result.errors.matching if row["threshold"] == 0.75}
+    assert (rows["length>100vox"]["tp"], rows["length>100vox"]["fp"], rows["length>100vox"]["fn"]) == (1, 0, 0)
+    assert (rows["length<=50vox"]["tp"], rows["length<=50vox"]["fp"], rows["length<=50vox"]["fn"]) == (1, 1, 0)
+    assert (rows["length 50-100vox"]["tp"], rows["length 50-100vox"]["fn"]) == (0, 1)
+    assert rows["all"]["tp"] == 2 and rows["all"]["fp"] == 1 and rows["all"]["fn"] == 1
+    script = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py")
+    done = subprocess.run([sys.executable, script, "-gt", paths[0], "-p", paths[1], "-thc", "0", "--length-bins",
+                           "50", "100", "-o", str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "length>100vox 1.000 (1/0/0)" in done.stdout
+    matching = (tmp_path / "report_matching.csv").read_text()
+    assert "0.75,length<=50vox,1,1,0" in matching
+    with pytest.raises(ValueError, match="ascending"):
+        length_categories(*paths, [100, 50])

@@ -250,9 +250,16 @@ def test_build_predictor_reads_the_inference_config():
                           "INFERENCE.AUG_NUM", "4", "INFERENCE.AUG_MODE", "max", "INFERENCE.BLENDING", "bump",
                           "INFERENCE.SAMPLES_PER_BATCH", "3", "INFERENCE.PAD_SIZE", "[1, 8, 8]"])
     predictor = build_predictor(cfg, torch.nn.Conv3d(1, 1, 1), "cpu")
-    assert predictor.settings() == {"window": [4, 32, 32], "stride": [2, 16, 16], "pad": [1, 8, 8],
-                                    "blending": "bump", "aug_num": 4, "aug_mode": "max",
-                                    "output_act": "sigmoid", "amp": False}
+    from connectomics.utils.precision import cpu_has_bf16
+
+    # the default: bfloat16 inference exactly where the CPU has it (then the settings say so)
+    assert predictor.settings() == dict({"window": [4, 32, 32], "stride": [2, 16, 16], "pad": [1, 8, 8],
+                                         "blending": "bump", "aug_num": 4, "aug_mode": "max",
+                                         "output_act": "sigmoid", "amp": False},
+                                        **({"autocast": "bfloat16"} if cpu_has_bf16() else {}))
+    assert predictor.channels_last  # on the CPU by default
+    off = build_predictor(load_cfg(None, ["SYSTEM.CPU_BF16", "off"]), torch.nn.Conv3d(1, 1, 1), "cpu")
+    assert "autocast" not in off.settings() and off.dtype is None  # the key that forces float32
     assert predictor.batch_size == 3 and predictor.chunk_size == tuple(cfg.INFERENCE.CHUNK_SIZE)
     assert len(predictor.variants) == 4 and predictor.eval_mode
 

@@ -27,7 +27,8 @@ from connectomics.geometry import Box, slices
 from connectomics.postprocess.cleanup import dense_sizes
 from connectomics.postprocess.maps import check_maps
 from connectomics.postprocess.seeds import label_seeds
-from connectomics.storage import open_array, open_volume
+from connectomics.storage import open_volume
+from connectomics.storage.work_store import open_work_array
 
 
 def backward_offsets(connectivity):
@@ -49,9 +50,12 @@ def read_maps(maps_spec, box, channels=2):
     return block if block.dtype == np.uint8 else check_maps(block, None, f"{maps_spec} box {list(box)}")
 
 
-def label_block(index, maps_spec, seeds_path, grid, seed_threshold, contour_threshold, connectivity, faces_dir=None):
+def label_block(index, maps_spec, seeds_path, grid, seed_threshold, contour_threshold, connectivity, faces_dir=None,
+                foreground_path=None):
     """Stage 1 for one block: local seed ids -> ``seeds_path`` (and its boundary layers -> ``faces_dir``,
-    see :func:`save_faces`); returns ``{'sizes': voxels per local id, 'first': first voxels}``.
+    see :func:`save_faces`; its uint8 foreground -> ``foreground_path``, a (1, Z, Y, X) work store in
+    small chunks that the next stage reads with its halo); returns ``{'sizes': voxels per local id,
+    'first': first voxels}``.
 
     Thresholds are fractions of 1 as in the decoders; ``contour_threshold``
     None labels ``foreground > int(255 * seed_threshold)`` alone.
@@ -59,14 +63,16 @@ def label_block(index, maps_spec, seeds_path, grid, seed_threshold, contour_thre
     box = grid.box(index)
     maps = read_maps(maps_spec, box, 1 if contour_threshold is None else 2)
     contour = None if contour_threshold is None else maps[1]
+    if foreground_path is not None:
+        open_work_array(foreground_path)[(slice(0, 1),) + slices(box)] = maps[:1]
     labels, n = label_seeds(maps[0], contour, seed_threshold, contour_threshold or 0.0, connectivity)
     del maps, contour
     if labels.dtype != np.uint32:
         raise ValueError(f"block {index} holds more than 2**32 - 1 voxels; use smaller blocks")
-    open_array(seeds_path, "r+")[slices(box)] = labels
+    open_work_array(seeds_path)[slices(box)] = labels
     if faces_dir is not None:
         save_faces(faces_dir, grid, index, labels)
-    return {"sizes": dense_sizes(labels, n), "first": first_voxels(labels, box, grid.shape)}
+    return {"sizes": dense_sizes(labels, n), "first": first_voxels(labels, box, grid.shape, n)}
 
 
 FACE_NAMES = ("z0", "z1", "y0", "y1", "x0", "x1")  # axis, 0 = first layer, 1 = last layer
@@ -79,8 +85,8 @@ def _face_file(faces_dir, grid, index):
 def save_faces(faces_dir, grid, index, labels):
     """Save the six boundary layers of block ``index``'s local ids (``labels``: its whole box).
 
-    One compressed ``.npz`` per block (a few hundred KB for 64 x 512 x 512), written under a
-    temporary name and renamed: a file present is complete.
+    One ``.npz`` per block (2.5 MB for 64 x 512 x 512 uint32; uncompressed: the stitch reads each
+    layer up to four times), written under a temporary name and renamed: a file present is complete.
     """
     os.makedirs(faces_dir, exist_ok=True)
     layers = {}
@@ -89,7 +95,7 @@ def save_faces(faces_dir, grid, index, labels):
             layers[FACE_NAMES[2 * axis + end]] = np.take(labels, at, axis=axis)
     path = _face_file(faces_dir, grid, index)
     tmp = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez_compressed(tmp, **layers)
+    np.savez(tmp, **layers)
     os.replace(tmp, path)
 
 
@@ -103,10 +109,11 @@ def read_layer(faces_dir, grid, offsets, box, axis, cache):
         end = 0 if sub[axis][0] == own[axis][0] else 1
         if end and sub[axis][0] != own[axis][1] - 1:
             raise ValueError(f"box {list(box)} is not on a boundary layer of block {owner}")
-        if owner not in cache:
+        name = FACE_NAMES[2 * axis + end]
+        if (owner, name) not in cache:  # only the layers this block's stitch touches
             with np.load(_face_file(faces_dir, grid, owner)) as stored:
-                cache[owner] = {name: stored[name] for name in FACE_NAMES}
-        layer = cache[owner][FACE_NAMES[2 * axis + end]]
+                cache[(owner, name)] = stored[name]
+        layer = cache[(owner, name)]
         rest = [(a - o, b - o) for ax, ((a, b), o) in enumerate(zip(sub, own.begin)) if ax != axis]
         part = layer[tuple(slice(a, b) for a, b in rest)].astype(np.uint64)
         part[part > 0] += offsets[owner]
@@ -114,20 +121,23 @@ def read_layer(faces_dir, grid, offsets, box, axis, cache):
     return out
 
 
-def first_voxels(labels, box, shape):
+def first_voxels(labels, box, shape, n=None):
     """(n + 1) uint64: the global raster index of each local id's first voxel ([0] unused).
 
-    Local ids are numbered in raster order of their first voxel, so the first
-    voxels are where the running maximum of the nonzero ids grows.
+    Local ids 1..n are numbered in raster order of their first voxel, so the first voxels are
+    where the running maximum of the ids grows (one pass of a Cython loop). ``n``: the id count
+    (default: the largest id).
     """
-    flat = labels.reshape(-1)
-    where = np.flatnonzero(flat)
-    ids = flat[where]
-    grows = np.ones(len(ids), bool)
-    grows[1:] = ids[1:] > np.maximum.accumulate(ids)[:-1]
-    z, y, x = np.unravel_index(where[grows], labels.shape)
+    from connectomics._ext import labels as kernel
+
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    n = int(flat.max(initial=0)) if n is None else int(n)
+    local = np.zeros(n + 1, np.int64)
+    if kernel.first_positions(flat, local):
+        raise ValueError(f"labels of box {list(box)} hold ids above their count {n}")
+    z, y, x = np.unravel_index(local[1:], labels.shape)
     origin = [a for a, _ in box]
-    first = np.zeros(len(z) + 1, np.uint64)
+    first = np.zeros(n + 1, np.uint64)
     first[1:] = np.ravel_multi_index((z + origin[0], y + origin[1], x + origin[2]), shape)
     return first
 

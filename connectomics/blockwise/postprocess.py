@@ -41,9 +41,10 @@ from connectomics.storage import Markers
 from connectomics.geometry import BlockGrid
 from connectomics.postprocess.decoders import check_params
 from connectomics.postprocess.registry import DECODERS, decoder_entry, decoder_keywords
-from connectomics.storage import (SETTINGS, VolumeError, check_existing, create_array, create_output, open_volume,
+from connectomics.storage import (SETTINGS, VolumeError, check_existing, create_output, open_volume,
                                   parse_spec, remove_path, volume_identity)
 from connectomics.storage.output import output_writer
+from connectomics.storage.work_store import create_work_array
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +101,11 @@ class _Run:
         self.run = functools.partial(run_blocks, client, markers=self.markers, retries=retries,
                                      on_done=on_block_done, wrap=wrap)
 
-    def store(self, name, dtype=np.uint32):
+    def store(self, name, dtype=np.uint32, channels=None):
+        """A work store of the grid's shape (``channels``: a leading axis of that size)."""
         path = os.path.join(self.work_dir, name)
-        create_array(path, self.grid.shape, self.grid.block, dtype, self.settings, work=True)
-        return path
+        lead = () if channels is None else (int(channels),)
+        return create_work_array(path, lead + self.grid.shape, lead + self.grid.block, dtype, self.settings)
 
     def where(self):
         return "in this process" if self.client is None else f"on {self.client.scheduler.address}"
@@ -180,11 +182,13 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
                wrap)
     logger.info("blockwise %s of %s: %s, halo %s, %s", decoder, input_spec, ctx.grid, list(halo), ctx.where())
     started = time.perf_counter()
+    # the flood reads the foreground with a halo: from a copy in small chunks, made by the seeds stage
+    foreground = ctx.store("foreground", np.uint8, channels=1) if plan.foreground else None
     seeds = _seed_stages(ctx, params["seed_threshold"], params["contour_threshold"] if plan.contour else None,
-                         params.get("seed_connectivity", 6), plan.min_seed)
+                         params.get("seed_connectivity", 6), plan.min_seed, foreground)
 
-    segment_path = ctx.store("segment.zarr")
-    segment = functools.partial(segment_block, maps_spec=input_spec, seeds_path=seeds.path, out_path=segment_path,
+    segment_path = ctx.store("segment")
+    segment = functools.partial(segment_block, maps_spec=input_spec, foreground_path=foreground, seeds_path=seeds.path, out_path=segment_path,
                                 grid=ctx.grid, halo=halo, offsets=seeds.offsets, counts=seeds.counts,
                                 lut_path=seeds.lut_path, grow=plan.grow, params=params)
     sizes = global_sizes(ctx.run(segment, ctx.grid.indices(), stage="segment").values(), seeds.n)
@@ -231,14 +235,15 @@ def components_blockwise(input_spec, output_spec, threshold=0.5, contour_thresho
 SeedIds = collections.namedtuple("SeedIds", "path offsets counts lut_path n")
 
 
-def _seed_stages(ctx, seed_threshold, contour_threshold, connectivity, min_seed):
-    """Stages 'seeds' and 'stitch', then the global seed lookup table."""
+def _seed_stages(ctx, seed_threshold, contour_threshold, connectivity, min_seed, foreground_path=None):
+    """Stages 'seeds' and 'stitch', then the global seed lookup table (``foreground_path``: a work
+    store the seeds stage copies the foreground into)."""
     grid = ctx.grid
-    seeds_path = ctx.store("seeds.zarr")
+    seeds_path = ctx.store("seeds")
     faces_dir = os.path.join(ctx.work_dir, "faces")  # the blocks' boundary layers, for the stitch
     label = functools.partial(label_block, maps_spec=ctx.input_spec, seeds_path=seeds_path, grid=grid,
                               seed_threshold=seed_threshold, contour_threshold=contour_threshold,
-                              connectivity=connectivity, faces_dir=faces_dir)
+                              connectivity=connectivity, faces_dir=faces_dir, foreground_path=foreground_path)
     seed_sizes = ctx.run(label, grid.indices(), stage="seeds")
     counts = {index: len(result["sizes"]) - 1 for index, result in seed_sizes.items()}
     offsets = provisional_offsets(grid, counts)

@@ -21,7 +21,7 @@ import numpy as np
 from connectomics._ext import labels as _kernel
 from connectomics.blockwise.components import read_maps
 from connectomics.geometry import Box
-from connectomics.storage import open_array
+from connectomics.storage.work_store import open_work_array
 from connectomics.storage.output import write_region
 
 _LUTS = {}  # per worker process: (path, mtime, size) -> memory-mapped lookup table
@@ -54,21 +54,34 @@ def global_seeds(seeds, grid, offsets, counts, lut, box):
     return out
 
 
-def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, counts, lut_path, grow, params):
+def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, counts, lut_path, grow, params,
+                  foreground_path=None):
     """Stage 'segment' for one block -> ``{'ids', 'counts'}`` of the global ids in its own box.
 
     ``grow``: the decoder's :class:`~connectomics.postprocess.registry.BlockPlan` step, called as
     ``grow(labels, read_maps, params)`` on the global seeds of the block's box plus ``halo``.
+    ``foreground_path``: the work store holding the foreground copy (read instead of the maps).
     """
     ext = grid.box(index, halo)
-    labels = global_seeds(open_array(seeds_path), grid, offsets, counts, _lut(lut_path), ext)
-    grow(labels, functools.partial(read_maps, maps_spec, ext), params)
+    labels = global_seeds(open_work_array(seeds_path), grid, offsets, counts, _lut(lut_path), ext)
+    if foreground_path is not None:
+        read = functools.partial(_read_foreground, foreground_path, ext)
+    else:
+        read = functools.partial(read_maps, maps_spec, ext)
+    grow(labels, read, params)
     core = np.ascontiguousarray(labels[grid.box(index).slices(ext)])
     del labels
-    open_array(out_path, "r+")[grid.box(index).slices()] = core
+    open_work_array(out_path)[grid.box(index).slices()] = core
     ids, sizes = fastremap.unique(core, return_counts=True)
     keep = ids != 0
     return {"ids": ids[keep].astype(np.uint64), "counts": sizes[keep].astype(np.uint64)}
+
+
+def _read_foreground(path, box, channels=1):
+    """(1, *box shape) uint8 foreground of ``box`` from the work store copy (``channels`` must be 1)."""
+    if channels != 1:
+        raise ValueError("the foreground copy holds one channel; this decoder's plan needs foreground=False")
+    return open_work_array(path)[(slice(0, 1),) + Box(box).slices()]
 
 
 def global_sizes(results, n_ids):
@@ -93,14 +106,14 @@ def relabel_table(sizes, min_size):
 def final_block(index, src_path, grid, table_path):
     """The final ids of block ``index``: ``table[src[box]]`` (table dtype)."""
     table = np.asarray(_lut(table_path))
-    labels = np.ascontiguousarray(open_array(src_path)[grid.box(index).slices()]).astype(table.dtype, copy=False)
+    labels = np.ascontiguousarray(open_work_array(src_path)[grid.box(index).slices()]).astype(table.dtype, copy=False)
     _kernel.apply_lut(labels.reshape(-1), table)
     return labels
 
 
 def seed_block(index, seeds_path, grid, offsets, counts, lut_path):
     """The global seed ids of block ``index`` (uint32)."""
-    return global_seeds(open_array(seeds_path), grid, offsets, counts, _lut(lut_path), grid.box(index))
+    return global_seeds(open_work_array(seeds_path), grid, offsets, counts, _lut(lut_path), grid.box(index))
 
 
 def write_block(index, make_labels, dst_path, grid):

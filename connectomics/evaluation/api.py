@@ -51,7 +51,8 @@ class EvalResult:
 
 
 def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_size=2000,
-                     chunk_slices=100, slices=None, progress=None, max_slab_mib=MAX_SLAB_MIB, other_rankings=None):
+                     chunk_slices=100, slices=None, progress=None, max_slab_mib=MAX_SLAB_MIB, other_rankings=None,
+                     categories=None):
     """AP of an instance prediction against ground truth, official MitoEM semantics.
 
     Args:
@@ -70,6 +71,8 @@ def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_si
         other_rankings: ``{name: scores}`` (as ``scores``): the same prediction ranked otherwise, from
             the same streaming pass (e.g. ``{'size': None}`` beside a confidence ranking); their
             summaries land in ``EvalResult.other_rankings``.
+        categories: further bins of the error analysis, ``(names, gt {id: name}, pred {id: name})``
+            (skeleton-length categories: ``connectomics.measure.length_categories``).
     Returns:
         ``EvalResult``.
     """
@@ -81,7 +84,7 @@ def evaluate_volumes(gt, pred, scores=None, area_thresholds=(5e3, 3e4), crumb_si
     for note in notes:
         logger.info(note)
     others = {name: _ranked(table, other, ranges, crumb_size)[0] for name, other in (other_rankings or {}).items()}
-    errors = analyse_errors(table, ranges, AREA_NAMES, crumb_size)  # the same table: no second pass
+    errors = analyse_errors(table, ranges, AREA_NAMES, crumb_size, categories=categories)  # the same table
     return EvalResult(summary, precision, recall, matches, ranges, source_name(gt, "ground-truth array"),
                       source_name(pred, "prediction array"), int(crumb_size), notes, other_rankings=others,
                       errors=errors)

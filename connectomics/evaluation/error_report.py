@@ -1,6 +1,6 @@
 """Reports of the error analysis (:mod:`connectomics.evaluation.errors`): the lines printed beside
 the AP table, ``PREFIX_errors.csv`` (one row per GT instance, then the background false
-positives), ``PREFIX_matching.csv`` (one row per IoU threshold and size bin) and ``PREFIX_errors.png``."""
+positives), ``PREFIX_matching.csv`` (one row per IoU threshold and size bin or category) and ``PREFIX_errors.png``."""
 import csv
 import math
 
@@ -24,6 +24,10 @@ def error_lines(analysis):
     for row in analysis.matching:
         if row["bin"] == "all":
             lines.append("  " + " " * 31 + " ".join(f"{_fmt(row[k]):>9}" for k in ("threshold",) + METRICS))
+    by_bin = [row for row in analysis.matching if row["bin"] != "all" and row["threshold"] == 0.75]
+    if by_bin:
+        lines.append("  accuracy at IoU 0.75 (TP/FP/FN) by bin: " + "; ".join(
+            f"{row['bin']} {_fmt(row['accuracy'])} ({row['tp']}/{row['fp']}/{row['fn']})" for row in by_bin))
     return lines
 
 
@@ -41,7 +45,7 @@ def write_error_files(analysis, prefix):
             writer.writerow(["prediction", int(pid), int(size), "", "background FP", "", "", ""])
     with atomic_path(paths[1]) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["iou_threshold", "size_bin"] + list(METRICS))
+        writer.writerow(["iou_threshold", "bin"] + list(METRICS))  # size bins, then any other categories
         for row in analysis.matching:
             writer.writerow([row["threshold"], row["bin"]] + [_fmt(row[m]) if isinstance(row[m], float) else row[m]
                                                             for m in METRICS])

@@ -17,7 +17,10 @@ and predictions among the pairs of IoU >= the threshold (most matches first, the
 sum of IoU; unique above 0.5, Hungarian below): TP, FP = predictions unmatched, FN = GT
 unmatched, precision, recall, accuracy TP / (TP + FP + FN) (the MitoEM leaderboard's), F1,
 panoptic quality sum(IoU of matches) / (TP + FP/2 + FN/2), mean matched IoU. In total and per
-size bin (the evaluator's: TP and FN by the GT size, FP by the prediction size).
+size bin (the evaluator's: TP and FN by the GT size, FP by the prediction size), and per
+category of any other measure given (skeleton length: ``value_categories``). The same numbers as
+StarDist's ``matching`` (tests/test_evaluation_errors.py; where a denominator is 0 we report NaN,
+printed '-', and StarDist 0).
 
 GT instances below the crumb size are left out, as in the AP; a prediction associated with a
 crumb is neither a TP nor a FP.
@@ -138,11 +141,37 @@ def _metrics(tp, fp, fn, iou_sum):
             "pq": ratio(iou_sum, tp + fp / 2 + fn / 2), "mean_iou": ratio(iou_sum, tp)}
 
 
-def analyse_errors(table, ranges, names, crumb_size=0, thresholds=THRESHOLDS):
+def value_categories(values_gt, values_pred, edges, label="length", unit="um"):
+    """Categories of instances by a measure (e.g. skeleton length): ``(names, gt {id: name}, pred {id: name})``.
+
+    ``values_gt`` / ``values_pred``: ``{id: value}``; ``edges``: ascending bounds; names such as
+    ``length<=1um``, ``length 1-3um``, ``length>3um`` (a value on a bound goes to the lower category).
+    """
+    edges = [float(e) for e in edges]
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"category bounds {edges} must be ascending and non-empty")
+
+    def fmt(v):
+        return f"{v:g}"
+
+    names = [f"{label}<={fmt(edges[0])}{unit}"] + [f"{label} {fmt(a)}-{fmt(b)}{unit}" for a, b in zip(edges, edges[1:])]
+    names.append(f"{label}>{fmt(edges[-1])}{unit}")
+
+    def name_of(value):
+        return names[int(np.searchsorted(edges, float(value), side="left"))]
+
+    return names, {int(k): name_of(v) for k, v in values_gt.items()}, {int(k): name_of(v) for k, v in values_pred.items()}
+
+
+def analyse_errors(table, ranges, names, crumb_size=0, thresholds=THRESHOLDS, categories=None):
     """The :class:`ErrorAnalysis` of an :class:`~connectomics.evaluation.overlap.OverlapTable`.
 
     ``ranges`` / ``names``: the evaluator's size bins (``area_ranges``, ``AREA_NAMES``; the first
     is 'all'); ``crumb_size``: GT instances below it are left out (see the module docstring).
+    ``categories``: optional further bins ``(names, gt {id: name}, pred {id: name})`` (e.g.
+    :func:`value_categories` of skeleton lengths, TIMISE's categories): matching rows per name,
+    TP and FN by the GT instance's category, FP by the prediction's (ids missing from a dict are
+    in none).
     """
     kept_gt = table.gt_sizes >= crumb_size
     gt_ids, gt_sizes = table.gt_ids[kept_gt], table.gt_sizes[kept_gt]
@@ -166,16 +195,22 @@ def analyse_errors(table, ranges, names, crumb_size=0, thresholds=THRESHOLDS):
     gt_bins = _bins(gt_sizes, ranges, names)
     pred_bins = _bins(table.pred_sizes, ranges, names)
     background = eligible & (pred_best_any == 0)
+    groups = [(name, gt_bins, pred_bins, name == names[0]) for name in names]
+    if categories is not None:
+        cat_names, cat_gt, cat_pred = categories
+        gt_cat = np.array([cat_gt.get(int(i)) for i in gt_ids], dtype=object)
+        pred_cat = np.array([cat_pred.get(int(i)) for i in table.pred_ids], dtype=object)
+        groups += [(name, gt_cat, pred_cat, False) for name in cat_names]
     rows = []
     for t in thresholds:
         matched = one_to_one(pair_gt, pair_pred, ious, t)
         gt_hit = np.isin(gt_ids, pair_gt[matched])
         pred_hit = np.isin(table.pred_ids, pair_pred[matched])
-        match_bins = gt_bins[np.searchsorted(gt_ids, pair_gt[matched])]
-        for name in names:
-            in_gt = np.ones(len(gt_ids), bool) if name == names[0] else gt_bins == name
-            in_pred = np.ones(len(table.pred_ids), bool) if name == names[0] else pred_bins == name
-            in_match = np.ones(len(matched), bool) if name == names[0] else match_bins == name
+        match_gt = np.searchsorted(gt_ids, pair_gt[matched])
+        for name, of_gt, of_pred, everything in groups:
+            in_gt = np.ones(len(gt_ids), bool) if everything else of_gt == name
+            in_pred = np.ones(len(table.pred_ids), bool) if everything else of_pred == name
+            in_match = np.ones(len(matched), bool) if everything else of_gt[match_gt] == name
             tp = int(in_match.sum())
             rows.append(dict(threshold=t, bin=name, **_metrics(tp, int((eligible & in_pred & ~pred_hit).sum()),
                                                                 int((in_gt & ~gt_hit).sum()),

