@@ -44,6 +44,9 @@ class WorkArray:
 
     def _box(self, key):
         key = key if isinstance(key, tuple) else (key,)
+        if Ellipsis in key:  # arr[...] / arr[..., a:b]
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
         key = key + (slice(None),) * (self.ndim - len(key))
         box = []
         for axis, (item, n) in enumerate(zip(key, self.shape)):
