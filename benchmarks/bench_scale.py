@@ -245,7 +245,8 @@ def main(argv=None):
                   f"peak RSS {gib(single['client'])} ({single['client'] / voxels:.2f} B/voxel); "
                   f"blockwise vs single: {agree:.5%} of foreground voxels agree", flush=True)
             ratio = single["seconds"] / result["seconds"]
-            print(f"  -> blockwise throughput {ratio:.2f}x the single process's (time {1 / ratio:.2f}x; target >= 0.7x: "
+            print(f"  -> blockwise throughput {ratio:.2f}x the single process's (time {1 / ratio:.2f}x; "
+                  "target >= 0.7x: "
                   f"{'PASS' if ratio >= 0.7 else 'FAIL'}), largest process {worst / single['client']:.3f}x of the "
                   "single-machine peak", flush=True)
     if len(rows) == 2:

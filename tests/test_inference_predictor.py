@@ -256,7 +256,8 @@ def test_build_predictor_reads_the_inference_config():
     assert predictor.settings() == dict({"window": [4, 32, 32], "stride": [2, 16, 16], "pad": [1, 8, 8],
                                          "blending": "bump", "aug_num": 4, "aug_mode": "max",
                                          "output_act": "sigmoid", "amp": False},
-                                        **({"autocast": "bfloat16"} if cpu_has_bf16() else {}))
+                                        **({"autocast": "bfloat16, input convolution float32"}
+                                           if cpu_has_bf16() else {}))
     assert predictor.channels_last  # on the CPU by default
     off = build_predictor(load_cfg(None, ["SYSTEM.CPU_BF16", "off"]), torch.nn.Conv3d(1, 1, 1), "cpu")
     assert "autocast" not in off.settings() and off.dtype is None  # the key that forces float32

@@ -67,7 +67,7 @@ def test_bfloat16_and_float32_give_the_same_decisions_on_a_toy_case():
                               output_act="sigmoid", cpu_bf16=mode)
         assert predictor.dtype == (torch.bfloat16 if mode == "on" else None)
         maps[mode] = predict_volume(predictor, image)[0].astype(np.float32) / 255
-    assert predictor.settings()["autocast"] == "bfloat16"
+    assert predictor.settings()["autocast"] == "bfloat16, input convolution float32"
     f32, b16 = maps["off"], maps["on"]
     assert ((f32 > 0.5) == (label > 0)).mean() > 0.95  # the toy model learned the task
     assert 0 < np.abs(f32 - b16).max() <= 0.03  # bfloat16 did run (the maps differ), within the tolerance
@@ -100,3 +100,19 @@ def test_a_training_step_under_bfloat16_keeps_float32_weights():
     assert computed == [torch.bfloat16, torch.bfloat16]  # the forward ran in bfloat16
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_under_bfloat16_the_input_convolution_runs_in_float32_and_is_restored():
+    from connectomics.inference.predictor import Predictor, predict_volume
+    from connectomics.model.unet_residual import UNetResidual3D as UNet3D
+
+    torch.manual_seed(0)
+    model = UNet3D(1, 1, filters=[4, 8, 12]).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    seen = {}
+    for name, conv in (("input", convs[0]), ("next", convs[1])):
+        conv.register_forward_hook(lambda module, args, out, name=name: seen.update({name: out.dtype}) or None)
+    predictor = Predictor(model, window=(4, 16, 16), stride=(4, 16, 16), pad=(0, 0, 0), batch_size=1, cpu_bf16="on")
+    predict_volume(predictor, np.random.default_rng(0).random((4, 16, 16), dtype=np.float32))
+    assert seen == {"input": torch.float32, "next": torch.bfloat16}
+    assert "forward" not in vars(convs[0])  # the model is as it was after inference

@@ -188,7 +188,8 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
                          params.get("seed_connectivity", 6), plan.min_seed, foreground)
 
     segment_path = ctx.store("segment")
-    segment = functools.partial(segment_block, maps_spec=input_spec, foreground_path=foreground, seeds_path=seeds.path, out_path=segment_path,
+    segment = functools.partial(segment_block, maps_spec=input_spec, foreground_path=foreground, seeds_path=seeds.path,
+                                out_path=segment_path,
                                 grid=ctx.grid, halo=halo, offsets=seeds.offsets, counts=seeds.counts,
                                 lut_path=seeds.lut_path, grow=plan.grow, params=params)
     sizes = global_sizes(ctx.run(segment, ctx.grid.indices(), stage="segment").values(), seeds.n)

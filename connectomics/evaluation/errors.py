@@ -160,7 +160,8 @@ def value_categories(values_gt, values_pred, edges, label="length", unit="um"):
     def name_of(value):
         return names[int(np.searchsorted(edges, float(value), side="left"))]
 
-    return names, {int(k): name_of(v) for k, v in values_gt.items()}, {int(k): name_of(v) for k, v in values_pred.items()}
+    return (names, {int(k): name_of(v) for k, v in values_gt.items()},
+            {int(k): name_of(v) for k, v in values_pred.items()})
 
 
 def analyse_errors(table, ranges, names, crumb_size=0, thresholds=THRESHOLDS, categories=None):

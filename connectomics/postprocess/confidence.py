@@ -28,8 +28,8 @@ from connectomics.storage import VolumeError, atomic_path, open_volume, parse_sp
 logger = logging.getLogger(__name__)
 
 BLOCK_VOXELS = 1 << 22  # voxels per block read (labels' storage chunks are grown up to this)
-MAX_ID = 1 << 53
-_KERNEL_LABELS = (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64))  # count_and_sum's label types  # float64 holds every integer below this exactly
+MAX_ID = 1 << 53  # float64 holds every integer below this exactly
+_KERNEL_LABELS = (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64))  # count_and_sum's label types
 SCORE_HEADER = "# id mean_foreground  (instance confidence in [0, 1]: mean foreground probability over its voxels)"
 
 
