@@ -230,7 +230,7 @@ def command_part(size, repeats, workdir):
     script = SKIMAGE_SCRIPT.format(root=ROOT, chunks=h5_chunks(shape, LABEL_CHUNKS))
     runs = {"ours": [], "skimage": []}
     for _ in range(repeats):  # alternate, so that both see the same machine load
-        for path in (ours_out, base_out) + tuple(ours_out.replace(".h5", s) for s in ("_scores.txt",)):
+        for path in (ours_out, base_out, ours_out.replace(".h5", "_scores.txt")):  # complete outputs are reused
             if os.path.exists(path):
                 os.remove(path)
         runs["ours"].append(run_process([sys.executable, SCRIPT, "-i", probs, "-o", ours_out]))

@@ -107,6 +107,10 @@ def test_matching_equals_stardist_on_generated_cases(seed):
     from stardist.matching import matching  # in the test extra (setup.py)
     gt, pred = _generated_case(seed)
     result = _analyse(gt, pred)
+    counts = result.counts()  # the scene holds every kind of error, so the metrics can disagree
+    assert counts["one-to-one"] and counts["split"] and counts["merged"] and counts["missing"]
+    row = _row(result, 0.5)
+    assert row["tp"] and row["fp"] and row["fn"]
     for threshold in (0.3, 0.5, 0.75):
         ours, theirs = _row(result, threshold), matching(gt, pred, thresh=threshold)
         assert (ours["tp"], ours["fp"], ours["fn"]) == (theirs.tp, theirs.fp, theirs.fn), threshold

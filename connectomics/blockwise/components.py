@@ -3,7 +3,7 @@
 1. ``label_block``: each block labels its own seed mask
    ``foreground > int(255 * seed) & contour < int(255 * contour)`` (contour
    optional) with the raster union-find kernel, numbering identical to
-   ``cc3d.connected_components``; local ids 1..n_b go to a uint32 zarr store.
+   ``cc3d.connected_components``; local ids 1..n_b go to a uint32 work store.
 2. Block b's local id i becomes the provisional id ``offset[b] + i``
    (offsets: the running sum of the n_b in raster block order).
 3. ``face_pairs``: each block lists the pairs of provisional ids that touch

@@ -6,7 +6,7 @@ resumes at the first unfinished block of the unfinished stage):
 ============  ======================================================  ==========================
 stage         per block                                               then, in the client
 ============  ======================================================  ==========================
-seeds         local seed components -> ``seeds.zarr`` (uint32)        provisional id offsets
+seeds         local seed components -> ``seeds`` work store (uint32)  provisional id offsets
 stitch        id pairs touching across the block's faces (saved by    union-find -> seed lookup
               the seeds stage: no seed-store read)
 segment       watershed / growth over block + halo with global ids   global sizes -> final table

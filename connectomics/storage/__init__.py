@@ -2,9 +2,11 @@
 
 ``paths``: volume names (``file.h5:key``, ``store.zarr:array``, ``a.h5@b.h5``) and atomic
 temporary-name-then-rename writes; ``volume``: open / read / write by name, whatever the format;
-``hdf5``, ``zarr_array``, ``ome_zarr`` (OME-Zarr images and labels), ``images`` (TIFF, image folders), ``tiles`` (JSON tile descriptors): the
-formats; ``output``: the writers of the writable ones; ``partial``: resumable chunk-by-chunk outputs;
-``markers``: per-block done markers; ``settings``: the run settings an output
+``hdf5`` (``hdf5_direct``: whole gzip datasets on threads), ``zarr_array``, ``ome_zarr`` (OME-Zarr
+images and labels), ``images`` (TIFF, image folders), ``tiff_output``, ``tiles`` (JSON tile
+descriptors): the formats; ``output``: the writers of the writable ones; ``partial``: resumable
+chunk-by-chunk outputs; ``markers``: per-block done markers; ``work_store``: a blockwise run's
+intermediate arrays; ``settings``: the run settings an output
 records and the comparison a rerun makes; ``identity``: the content identity of an input;
 ``convert``: format conversion. Imports only :mod:`connectomics.errors` and :mod:`connectomics.geometry`.
 """

@@ -94,8 +94,8 @@ class Writer:
 
     def start(self, path, key, shape, dtype, block, settings, attrs=None):
         """Make (or reopen, same ``settings``) the empty array of ``path[:key]`` under a temporary
-        name, in chunks that tile ``block``, with the attributes ``attrs``; returns ``(tmp, array_path)``: what :meth:`finish`
-        publishes and where workers write."""
+        name, in chunks that tile ``block``, with the attributes ``attrs``; returns ``(tmp, array_path)``:
+        what :meth:`finish` publishes and where workers write."""
         raise NotImplementedError(f"{type(self).__name__} writes from one process only")
 
     def finish(self, tmp, path, key=None):

@@ -128,8 +128,8 @@ class BlockPartial:
         from connectomics.storage.zarr_array import open_array
 
         shape = (channels,) + self.volume_shape
-        self.tmp, self.where = self.writer.start(self.path, None, shape, np.uint8, (channels,) + self.chunk, self.settings,
-                                            self.attrs)
+        self.tmp, self.where = self.writer.start(self.path, None, shape, np.uint8, (channels,) + self.chunk,
+                                                 self.settings, self.attrs)
         self.array = open_array(self.where, "r+")
 
     def publish(self):

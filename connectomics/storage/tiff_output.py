@@ -18,7 +18,6 @@ from connectomics.storage.output import Writer
 from connectomics.storage.paths import remove_path, temporary_name
 
 
-
 @contextlib.contextmanager
 def _tiff_output(path, key, shape, dtype, chunks, attrs, level):
     import tifffile

@@ -20,9 +20,10 @@ import numpy as np
 
 from connectomics.storage.paths import remove_path
 from connectomics.storage.settings import normalise
-from connectomics.storage.zarr_array import WORK_SUB_CHUNK, sub_chunks
+from connectomics.storage.zarr_array import sub_chunks
 
 META = "array.json"
+SUB_CHUNK = (16, 128, 128)  # target (z, y, x) chunks: the next stage reads them with a halo
 
 
 def _codec():
@@ -109,7 +110,7 @@ def create_work_array(path, shape, block, dtype, settings):
                 return path
     remove_path(path)
     os.makedirs(path)
-    meta = {"shape": [int(n) for n in shape], "chunks": list(sub_chunks(block, WORK_SUB_CHUNK)),
+    meta = {"shape": [int(n) for n in shape], "chunks": list(sub_chunks(block, SUB_CHUNK)),
             "dtype": np.dtype(dtype).str, "settings": settings}
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f)

@@ -6,7 +6,6 @@ from connectomics.storage.paths import remove_path
 from connectomics.storage.settings import SETTINGS, normalise, stored_settings
 
 SUB_CHUNK = (32, 256, 256)  # target (z, y, x) of the chunks inside a block: halo reads decode little
-WORK_SUB_CHUNK = (16, 128, 128)  # the same for the intermediate stores of a blockwise run (read with halos)
 
 
 def open_zarr_array(path, key=None):
@@ -40,14 +39,11 @@ def open_zarr_array(path, key=None):
     return node[name]
 
 
-def _compressors(work=False):
-    """Outputs: Blosc zstd level 1 without shuffle (1.8x the write and 1.5x the read speed of plain
-    zstd level 1 on uint32 labels, about the same size). Intermediate (work) stores, written once and
-    read a few times by the next stage: Blosc LZ4 with byte shuffle (the fastest reads)."""
+def _compressors():
+    """Blosc zstd level 1 without shuffle: 1.8x the write and 1.5x the read speed of plain zstd
+    level 1 on uint32 labels, about the same size."""
     import zarr
 
-    if work:
-        return [zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")]
     return [zarr.codecs.BloscCodec(cname="zstd", clevel=1, shuffle="noshuffle")]
 
 
@@ -63,11 +59,10 @@ def sub_chunks(block, target=SUB_CHUNK):
     return lead + tuple(max(d for d in range(1, min(b, t) + 1) if b % d == 0) for b, t in zip(zyx, target))
 
 
-def create_array(path, shape, chunks, dtype, settings, fill_value=0, work=False):
+def create_array(path, shape, chunks, dtype, settings, fill_value=0):
     """Create (or reopen, if its settings match) a zarr array store at ``path``.
 
-    ``chunks``: the block shape; the store's chunks are :func:`sub_chunks` of it. ``work``: an
-    intermediate store of a blockwise run (smaller chunks, a faster codec: see :func:`_compressors`).
+    ``chunks``: the block shape; the store's chunks are :func:`sub_chunks` of it.
     """
     import zarr
 
@@ -75,9 +70,8 @@ def create_array(path, shape, chunks, dtype, settings, fill_value=0, work=False)
         if stored_settings(path)[1] == normalise(settings):
             return zarr.open_array(path, mode="r+")
         remove_path(path)
-    array = zarr.create_array(store=path, shape=tuple(shape),
-                              chunks=sub_chunks(chunks, WORK_SUB_CHUNK if work else SUB_CHUNK), dtype=dtype,
-                              fill_value=fill_value, compressors=_compressors(work), overwrite=True)
+    array = zarr.create_array(store=path, shape=tuple(shape), chunks=sub_chunks(chunks), dtype=dtype,
+                              fill_value=fill_value, compressors=_compressors(), overwrite=True)
     array.attrs[SETTINGS] = normalise(settings)
     return array
 
