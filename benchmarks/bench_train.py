@@ -9,7 +9,11 @@ batches at a small window (median of ``--steps``), then times the real data load
 volume, the config's full augmentation, targets, weights) with ``--workers`` worker processes.
 On CUDA the step rate is measured in float32 and with mixed precision (the faster one is what
 the loader must feed). Prints both rates and the ratio loader samples/s / (step rate x batch);
-the loader keeps up when the ratio is >= 2.
+the loader keeps up when the ratio is >= 2. The step is also timed with the model and the batch in
+the channels-last 3D layout (what inference uses on the CPU), printed as a ratio to the contiguous
+step, with the CPU it ran on.
+
+    python benchmarks/bench_train.py --config-file configs/Finetune/Finetune-BC.yaml --window 5 96 96 --batch 4
 """
 import argparse
 import os
@@ -25,15 +29,20 @@ import torch  # noqa: E402
 from connectomics.config import load_cfg  # noqa: E402
 
 
-def step_rate(cfg, batch, steps, device, amp=False):
+def step_rate(cfg, batch, steps, device, amp=False, channels_last=False):
     from connectomics.engine.solver import build_optimizer
     from connectomics.losses import build_criterion
     from connectomics.model import build_model
 
+    torch.manual_seed(0)
     model = build_model(cfg).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
     criterion, optimizer = build_criterion(cfg), build_optimizer(cfg, model)
     z, y, x = cfg.MODEL.INPUT_SIZE
     image = torch.rand(batch, 1, z, y, x, device=device)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last_3d)
     targets = [(torch.rand(batch, 1, z, y, x, device=device) > 0.8).float() for _ in cfg.MODEL.TARGET_OPT]
     weights = [torch.ones_like(t) for t in targets]
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -93,10 +102,15 @@ def main():
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as in training: fixed window, fastest kernels
     rate, params = step_rate(cfg, args.batch, args.steps, device)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    from connectomics.utils.cpu import cpu_description
+
+    name = (torch.cuda.get_device_name() if device.type == "cuda"
+            else f"{torch.get_num_threads()} CPU threads, {cpu_description()}")
     print(f"model {cfg.MODEL.ARCHITECTURE} {list(cfg.MODEL.FILTERS)} ({params:,} parameters), "
           f"window {args.window}, batch {args.batch}, {device} ({name})")
     print(f"  training steps/s            {rate:8.3f}   ({rate * args.batch:.2f} samples/s)")
+    last_rate, _ = step_rate(cfg, args.batch, args.steps, device, channels_last=True)
+    print(f"  training steps/s, channels-last 3D {last_rate:8.3f}   (x{last_rate / rate:.2f} vs contiguous)")
     if device.type == "cuda":  # mixed precision (SOLVER.AMP), the GPU default worth having
         amp_rate, _ = step_rate(cfg, args.batch, args.steps, device, amp=True)
         print(f"  training steps/s, AMP       {amp_rate:8.3f}   ({amp_rate * args.batch:.2f} samples/s, "
