@@ -91,6 +91,9 @@ _C.DATASET.SYNTHETIC.ENABLED = False  # generate missing image/label files as sy
 _C.DATASET.SYNTHETIC.SHAPE = [48, 192, 192]  # (z, y, x) of each generated volume
 _C.DATASET.SYNTHETIC.SEED = 0  # train uses SEED, validation SEED+1, inference SEED+2
 _C.DATASET.SYNTHETIC.MYELIN = 0  # myelinated axons per volume: dark rings / bands that are background (hard negatives)
+_C.DATASET.SYNTHETIC.MYELIN_SHEATH = [0.08, 0.2]  # grey range of their sheaths (fractions; [0.15, 0.4] overlaps mitochondria)
+_C.DATASET.SYNTHETIC.MYELIN_RADIUS = [8.0, 22.0]  # outer y/x radius range of the axons (voxels)
+_C.DATASET.SYNTHETIC.DENSE_BODIES = 0  # near-black homogeneous blobs per volume (lysosomes, lipid droplets): background
 
 # ---------------------------------------------------------------------------- AUGMENTOR
 _C.AUGMENTOR = CN()

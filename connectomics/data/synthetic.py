@@ -9,14 +9,15 @@ Voxels are anisotropic like MitoEM (30 x 8 x 8 nm): objects span about 3.75
 times more voxels in y/x than in z. Every random draw comes from
 ``numpy.random.default_rng(seed)``, so a seed fixes the pair.
 """
+import json
 import logging
 import os
 
 import numpy as np
 
 from connectomics.data.preview import save_overlay_png, save_preview_png
-from connectomics.data.synthetic_image import (add_artefacts, cell_background, finish_image, paint_mitochondria,
-                                               paint_myelin)
+from connectomics.data.synthetic_image import (MYELIN_RADIUS, MYELIN_SHEATH_GREY, add_artefacts, cell_background, finish_image,
+                                               paint_dense_bodies, paint_mitochondria, paint_myelin)
 from connectomics.data.synthetic_shapes import mean_instance_size, pack_tubes
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ __all__ = [
 
 
 def make_synthetic_pair(shape=(48, 192, 192), seed=0, n_instances=None, touching_fraction=0.3,
-                        noise=0.06, blur=1.0, artefacts=False, density=0.12, min_size=2000, myelin=0):
+                        noise=0.06, blur=1.0, artefacts=False, density=0.12, min_size=2000, myelin=0,
+                        myelin_sheath=MYELIN_SHEATH_GREY, myelin_radius=MYELIN_RADIUS, dense_bodies=0):
     """An EM-like image and its mitochondria instance labels.
 
     Args:
@@ -47,6 +49,10 @@ def make_synthetic_pair(shape=(48, 192, 192), seed=0, n_instances=None, touching
         myelin: myelinated axons to paint (hard negatives: dark sheaths, seen as rings or long
             bands, that are background), drawn after every other random draw (0: the volumes
             are what they were before this option).
+        myelin_sheath: (low, high) grey of the sheaths (fractions of the grey range).
+        myelin_radius: (low, high) outer y/x radius of the axons (voxels).
+        dense_bodies: near-black homogeneous blobs to paint (hard negatives: lysosomes, lipid
+            droplets), drawn last from a generator of their own (0: nothing changes).
 
     Returns:
         image: uint8 (Z, Y, X); mitochondria dark, cytoplasm mid-grey.
@@ -62,7 +68,10 @@ def make_synthetic_pair(shape=(48, 192, 192), seed=0, n_instances=None, touching
     image = cell_background(shape, rng)
     paint_mitochondria(image, canvas, rng)
     if myelin:  # its own generator: the volumes of myelin=0 stay as they were
-        paint_myelin(image, canvas.label, np.random.default_rng([seed, 1]), myelin)
+        paint_myelin(image, canvas.label, np.random.default_rng([seed, 1]), myelin, tuple(myelin_sheath),
+                     tuple(myelin_radius))
+    if dense_bodies:
+        paint_dense_bodies(image, canvas.label, np.random.default_rng([seed, 2]), dense_bodies)
     image = finish_image(image, rng, noise, blur)
     label = canvas.label
     if artefacts:
@@ -134,6 +143,43 @@ def size_statistics(label, area_thresholds=(5e3, 3e4)):
 
 SEED_ATTRIBUTE = "synthetic_seed"  # HDF5 attribute marking a dataset this module wrote
 MYELIN_ATTRIBUTE = "synthetic_myelin"  # its count of myelinated axons (absent: 0)
+SETTINGS_ATTRIBUTE = "synthetic_settings"  # JSON of its hard-negative settings (absent: myelin only, as above)
+
+
+def generator_settings(myelin=0, myelin_sheath=MYELIN_SHEATH_GREY, myelin_radius=MYELIN_RADIUS, dense_bodies=0):
+    """The hard-negative settings of :func:`make_synthetic_pair` as one comparable dict."""
+    if not myelin:  # no axon: its look is moot
+        myelin_sheath, myelin_radius = MYELIN_SHEATH_GREY, MYELIN_RADIUS
+    return {"myelin": int(myelin), "myelin_sheath": [round(float(v), 6) for v in myelin_sheath],
+            "myelin_radius": [round(float(v), 6) for v in myelin_radius], "dense_bodies": int(dense_bodies)}
+
+
+def config_settings(syn):
+    """:func:`generator_settings` of a config's DATASET.SYNTHETIC node, checked (ValueError names the key)."""
+    if syn.MYELIN < 0:
+        raise ValueError(f"config key DATASET.SYNTHETIC.MYELIN = {syn.MYELIN}: must be >= 0 (axons per volume)")
+    if syn.DENSE_BODIES < 0:
+        raise ValueError(f"config key DATASET.SYNTHETIC.DENSE_BODIES = {syn.DENSE_BODIES}: must be >= 0 "
+                         "(bodies per volume)")
+    low_high = list(syn.MYELIN_SHEATH)
+    if len(low_high) != 2 or not 0.0 <= low_high[0] <= low_high[1] <= 1.0:
+        raise ValueError(f"config key DATASET.SYNTHETIC.MYELIN_SHEATH = {low_high}: must be [low, high] "
+                         "with 0 <= low <= high <= 1 (grey fractions)")
+    radius = list(syn.MYELIN_RADIUS)
+    if len(radius) != 2 or not 2.0 <= radius[0] <= radius[1]:
+        raise ValueError(f"config key DATASET.SYNTHETIC.MYELIN_RADIUS = {radius}: must be [low, high] "
+                         "with 2 <= low <= high (y/x voxels)")
+    return generator_settings(syn.MYELIN, low_high, radius, syn.DENSE_BODIES)
+
+
+def _settings_tag(settings):
+    """A short text of the non-default hard-negative settings (empty for none)."""
+    tag = f":myelin{settings['myelin']}" if settings["myelin"] else ""
+    if settings["myelin"] and settings["myelin_sheath"] != generator_settings()["myelin_sheath"]:
+        tag += f":sheath{settings['myelin_sheath']}"
+    if settings["myelin"] and settings["myelin_radius"] != generator_settings()["myelin_radius"]:
+        tag += f":radius{settings['myelin_radius']}"
+    return tag + (f":dense{settings['dense_bodies']}" if settings["dense_bodies"] else "")
 
 
 def write_synthetic_pair(image_spec, label_spec, shape, seed, png=None, **kwargs):
@@ -155,17 +201,21 @@ def write_synthetic_pair(image_spec, label_spec, shape, seed, png=None, **kwargs
         raise ValueError(f"image and label would share one dataset ({image_spec}, {label_spec}): "
                          "give them different files or keys, e.g. train.h5:image and train.h5:label")
     image, label = make_synthetic_pair(shape, seed, **kwargs)
+    settings = generator_settings(**{k: kwargs[k] for k in ("myelin", "myelin_sheath", "myelin_radius", "dense_bodies")
+                                     if k in kwargs})
+    attrs = {SEED_ATTRIBUTE: int(seed), MYELIN_ATTRIBUTE: settings["myelin"], SETTINGS_ATTRIBUTE: json.dumps(settings)}
     for spec, volume in ((image_spec, image), (label_spec, label)):
         if spec:
-            write_volume(spec, volume, attrs={SEED_ATTRIBUTE: int(seed), MYELIN_ATTRIBUTE: int(kwargs.get("myelin", 0))})
+            write_volume(spec, volume, attrs=attrs)
     if png:
         save_preview_png(image, label, png)
     return size_statistics(label)
 
 
 def _dataset_state(spec):
-    """``(state, (seed, shape, myelin))`` of the volume ``spec``: state 'missing', 'synthetic'
-    (written by this module, with the settings it was made with) or 'user' (settings None)."""
+    """``(state, (seed, shape, settings))`` of the volume ``spec``: state 'missing', 'synthetic'
+    (written by this module, with the settings it was made with, :func:`generator_settings`)
+    or 'user' (settings None)."""
     import h5py
 
     from connectomics.storage import VolumeError, format_of, parse_spec
@@ -188,8 +238,11 @@ def _dataset_state(spec):
         attrs = f[key].attrs
         if SEED_ATTRIBUTE not in attrs:
             return "user", None
-        made = (int(attrs[SEED_ATTRIBUTE]), tuple(int(n) for n in f[key].shape), int(attrs.get(MYELIN_ATTRIBUTE, 0)))
-        return "synthetic", made
+        if SETTINGS_ATTRIBUTE in attrs:
+            settings = generator_settings(**json.loads(attrs[SETTINGS_ATTRIBUTE]))
+        else:  # written before the other hard negatives existed
+            settings = generator_settings(int(attrs.get(MYELIN_ATTRIBUTE, 0)))
+        return "synthetic", (int(attrs[SEED_ATTRIBUTE]), tuple(int(n) for n in f[key].shape), settings)
 
 
 def synthetic_jobs(cfg):
@@ -222,11 +275,12 @@ def synthetic_identities(cfg):
     syn = cfg.DATASET.SYNTHETIC
     if not syn.ENABLED:
         return {}
+    tag = _settings_tag(config_settings(syn))
     out = {}
     for image_spec, label_spec, seed, _ in synthetic_jobs(cfg):
         for spec in (image_spec, label_spec):
             if spec and _dataset_state(spec)[0] != "user":
-                out[spec] = f"synthetic:{seed}:{list(syn.SHAPE)}" + (f":myelin{syn.MYELIN}" if syn.MYELIN else "")
+                out[spec] = f"synthetic:{seed}:{list(syn.SHAPE)}" + tag
     return out
 
 
@@ -252,15 +306,14 @@ def ensure_synthetic(cfg):
         _check_args(syn.SHAPE, 0.0, 0.0, 0.0, 1.0)
     except ValueError as err:
         raise ValueError(f"config key DATASET.SYNTHETIC.SHAPE: {err}") from err
-    if syn.MYELIN < 0:
-        raise ValueError(f"config key DATASET.SYNTHETIC.MYELIN = {syn.MYELIN}: must be >= 0 (axons per volume)")
+    settings = config_settings(syn)
     written = []
     for image_spec, label_spec, seed, keys in synthetic_jobs(cfg):
         specs = [s for s in (image_spec, label_spec) if s]
         states = {spec: _dataset_state(spec) for spec in specs}
         kinds = [state[0] for state in states.values()]
-        wanted = (seed, tuple(syn.SHAPE), int(syn.MYELIN))
-        other = [f"{spec} (seed {state[1][0]}, shape {state[1][1]}, myelin {state[1][2]})"
+        wanted = (seed, tuple(syn.SHAPE), settings)
+        other = [f"{spec} (seed {state[1][0]}, shape {state[1][1]}{_settings_tag(state[1][2]) or ', plain'})"
                  for spec, state in states.items() if state[0] == "synthetic" and state[1] != wanted]
         if "missing" not in kinds and not other:
             continue
@@ -272,9 +325,9 @@ def ensure_synthetic(cfg):
                 "neither")
         if other:
             logger.warning("config keys %s: %s hold synthetic data of other settings than DATASET.SYNTHETIC "
-                           "(seed %d, shape %s, myelin %d): generating them again", keys, ", ".join(other), seed,
-                           tuple(syn.SHAPE), syn.MYELIN)
-        stats = write_synthetic_pair(image_spec, label_spec, tuple(syn.SHAPE), seed, myelin=syn.MYELIN)
+                           "(seed %d, shape %s%s): generating them again", keys, ", ".join(other), seed,
+                           tuple(syn.SHAPE), _settings_tag(settings) or ", plain")
+        stats = write_synthetic_pair(image_spec, label_spec, tuple(syn.SHAPE), seed, **settings)
         logger.info("synthetic data for %s: wrote %s (shape %s, seed %d): %d instances "
                     "(%d small, %d medium, %d large), foreground %.1f%%", keys, " and ".join(specs),
                     tuple(syn.SHAPE), seed, stats["n_instances"], stats["small"], stats["medium"],

@@ -17,6 +17,8 @@ from connectomics.data.synthetic_shapes import ANISOTROPY, SEED_MARGIN
 
 logger = logging.getLogger(__name__)
 
+MYELIN_SHEATH_GREY = (0.08, 0.2)  # grey range of a myelin sheath (the first myelin pretraining stage's)
+MYELIN_RADIUS = (8.0, 22.0)  # outer y/x radius range of a myelinated axon (voxels), the same stage's
 CELL_SIZE = 55.0  # typical cell diameter (y/x voxels) of the background tessellation
 COARSE = 4  # y/x step of the grid on which the tessellation is computed
 
@@ -192,20 +194,21 @@ def add_artefacts(image, label, rng, max_shift=4, tries=20):
     logger.debug("artefacts: sections %d.. shifted by (%d, %d)", start, dy, dx)
 
 
-def paint_myelin(image, label, rng, count):
+def paint_myelin(image, label, rng, count, sheath_grey=MYELIN_SHEATH_GREY, radius_range=MYELIN_RADIUS):
     """Myelinated axons, hard negatives: in place, on background voxels only (``label`` == 0).
 
-    Each axon is a long, gently bending tube (outer y/x radius 8-22 voxels) crossing the
+    Each axon is a long, gently bending tube (outer y/x radius in ``radius_range``, default 8-22 voxels) crossing the
     volume in a random direction: a section cuts it as a dark ring (across) or as a pair of
     long dark bands (along) - the structures a model learns to tell from mitochondria. The
-    sheath (its outer 25-45%) is very dark (0.08-0.2) with faint lamellae; the axoplasm inside
-    is light. Labels are not changed: an axon is background.
+    sheath (its outer 25-45%) has a grey drawn from ``sheath_grey`` (default very dark, 0.08-0.2;
+    (0.15, 0.4) overlaps the mitochondria's matrix, as in SBEM stacks) with faint lamellae; the
+    axoplasm inside is light. Labels are not changed: an axon is background.
     """
     from connectomics.data.synthetic_shapes import make_tube, random_axis, random_direction, tube_box, tube_fields
 
     shape = np.array(image.shape)
     for _ in range(int(count)):
-        radius = rng.uniform(8.0, 22.0)
+        radius = rng.uniform(*radius_range)
         sheath = rng.uniform(0.25, 0.45)
         axis = random_axis(rng, 2.5 * float(shape[1:].max()), direction=random_direction(rng),
                            bend=rng.uniform(0.02, 0.08))
@@ -221,7 +224,33 @@ def paint_myelin(image, label, rng, count):
         inside = (dnorm < 1.0 - sheath) & free
         region = image[view]
         lamellae = np.float32(0.03) * np.cos(np.float32(2 * np.pi * radius / 1.8) * dnorm[ring])
-        region[ring] = np.float32(rng.uniform(0.08, 0.2)) + lamellae
+        region[ring] = np.float32(rng.uniform(*sheath_grey)) + lamellae
         axoplasm = np.float32(rng.uniform(0.62, 0.78))  # drawn even for an empty inside: the same random stream
         if inside.any():
             region[inside] = axoplasm + (region[inside] - region[inside].mean()) * 0.3
+
+
+def paint_dense_bodies(image, label, rng, count):
+    """Dense bodies (lysosomes, lipid droplets), hard negatives: in place, on background only.
+
+    Each is a near-black (0.03-0.15), homogeneous ellipsoid of y/x radius 6-16 voxels (z radius
+    a quarter of it, at least 1.5 sections) with a slightly lighter rim and no cristae: darker and
+    plainer than a mitochondrion. Labels are not changed.
+    """
+    shape = np.array(image.shape)
+    for _ in range(int(count)):
+        ry = rng.uniform(6.0, 16.0)
+        rx = ry * rng.uniform(0.7, 1.3)
+        rz = max(1.5, ry / ANISOTROPY * rng.uniform(0.8, 1.2))
+        center = rng.uniform(0.0, 1.0, 3) * shape
+        grey = np.float32(rng.uniform(0.03, 0.15))
+        lo = np.maximum(0, np.floor(center - (rz, ry, rx)).astype(int))
+        hi = np.minimum(shape, np.ceil(center + (rz, ry, rx)).astype(int) + 1)
+        if np.any(hi <= lo):
+            continue
+        zz, yy, xx = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        d = np.sqrt(((zz - center[0]) / rz) ** 2 + ((yy - center[1]) / ry) ** 2 + ((xx - center[2]) / rx) ** 2)
+        view = tuple(slice(a, b) for a, b in zip(lo, hi))
+        body = (d <= 1.0) & (label[view] == 0)
+        region = image[view]
+        region[body] = grey + np.float32(0.08) * np.clip((d[body] - 0.75) / 0.25, 0.0, 1.0)
