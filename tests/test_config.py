@@ -25,13 +25,18 @@ def test_defaults_have_comments_and_sections():
 
 
 @pytest.mark.parametrize("name", ["MitoEM/MitoEM-R-BC.yaml", "MitoEM/MitoEM-H-BC.yaml",
-                                  "CDeep3M/CDeep3M-Mito-BC.yaml", "Synthetic/Synthetic-BC.yaml"])
+                                  "CDeep3M/CDeep3M-Mito-BC.yaml", "Synthetic/Synthetic-BC.yaml",
+                                  "Pretrain/Pretrain-CPU.yaml", "Pretrain/Pretrain-CPU-Myelin.yaml",
+                                  "Pretrain/Pretrain-CPU-Hard.yaml"])
 def test_shipped_configs_load(name, monkeypatch):
+    from connectomics.data.synthetic import config_settings
+
     monkeypatch.setenv("MITOEM_DIR", "/data/mitoem")
     monkeypatch.setenv("CDEEP3M_DIR", "/data/cdeep3m")
     cfg = load_cfg(os.path.join(REPO, "configs", name))
     assert cfg.MODEL.OUT_PLANES == 2
     assert os.path.isabs(cfg.DATASET.IMAGE_NAME.split(":")[0])
+    config_settings(cfg.DATASET.SYNTHETIC)  # its synthetic-data settings are valid
 
 
 def test_base_inheritance_and_opts(tmp_path):

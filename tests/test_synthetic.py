@@ -234,3 +234,56 @@ def test_other_seed_or_myelin_regenerates_only_synthetic_files(tmp_path, caplog)
     cfg.DATASET.SYNTHETIC.MYELIN = -1
     with pytest.raises(ValueError, match="DATASET.SYNTHETIC.MYELIN"):
         ensure_synthetic(cfg)
+
+
+def test_hard_negatives_are_background_and_part_of_the_files_identity(tmp_path, caplog):
+    """Grey thick sheaths and dense bodies: painted on background only, labels unchanged; files made
+    with other hard-negative settings are made again, files of the same settings are kept."""
+    hard = dict(myelin=3, myelin_sheath=(0.15, 0.4), myelin_radius=(12.0, 30.0), dense_bodies=10)
+    image, label = make_synthetic_pair(SMALL, seed=5, **hard)
+    plain_image, plain_label = make_synthetic_pair(SMALL, seed=5, myelin=3)
+    assert np.array_equal(label, plain_label)
+    changed = image != plain_image
+    core = ndi.binary_erosion(label > 0, np.ones((3, 11, 11), bool))
+    assert changed.any() and not (changed & core).any()
+    bodies_only, _ = make_synthetic_pair(SMALL, seed=5, dense_bodies=10)
+    base, _ = make_synthetic_pair(SMALL, seed=5)
+    darker = bodies_only.astype(int) < base.astype(int) - 60  # near-black blobs on mid-grey cytoplasm
+    assert darker.any() and not (darker & core).any()
+    assert np.percentile(bodies_only[darker], 50) < np.percentile(base[label > 0], 5)  # darker than mitochondria
+
+    cfg = _cfg(tmp_path)
+    assert len(ensure_synthetic(cfg)) == 6
+    cfg.defrost()
+    cfg.DATASET.SYNTHETIC.MYELIN = 3
+    cfg.DATASET.SYNTHETIC.MYELIN_SHEATH = [0.15, 0.4]
+    cfg.DATASET.SYNTHETIC.MYELIN_RADIUS = [12.0, 30.0]
+    cfg.DATASET.SYNTHETIC.DENSE_BODIES = 10
+    with caplog.at_level("WARNING"):
+        assert len(ensure_synthetic(cfg)) == 6  # other settings than the plain files: made again
+    assert "hold synthetic data of other settings" in caplog.text
+    assert np.array_equal(read_volume(f"{tmp_path}/val_im.h5"), make_synthetic_pair(SMALL, seed=8, **hard)[0])
+    assert ensure_synthetic(cfg) == []  # same settings: kept
+    cfg.DATASET.SYNTHETIC.DENSE_BODIES = 11
+    assert len(ensure_synthetic(cfg)) == 6
+    for key, bad in (("DENSE_BODIES", -1), ("MYELIN_SHEATH", [0.5, 0.2]), ("MYELIN_RADIUS", [1.0])):
+        wrong = cfg.clone()
+        wrong.DATASET.SYNTHETIC[key] = bad
+        with pytest.raises(ValueError, match=f"DATASET.SYNTHETIC.{key}"):
+            ensure_synthetic(wrong)
+
+
+def test_files_of_the_first_myelin_stage_keep_their_identity(tmp_path):
+    """A file written before the other hard negatives existed (only ``synthetic_myelin``) is the
+    plain-myelin setting: not made again for a config of that setting."""
+    from connectomics.data.synthetic import SETTINGS_ATTRIBUTE
+
+    cfg = _cfg(tmp_path)
+    cfg.defrost()
+    cfg.DATASET.SYNTHETIC.MYELIN = 2
+    ensure_synthetic(cfg)
+    for name in ("train.h5", "val_im.h5", "val_gt.h5", "test_im.h5", "test_gt.h5"):
+        with h5py.File(f"{tmp_path}/{name}", "a") as f:
+            for key in f:
+                del f[key].attrs[SETTINGS_ATTRIBUTE]
+    assert ensure_synthetic(cfg) == []
