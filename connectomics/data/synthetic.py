@@ -16,8 +16,8 @@ import os
 import numpy as np
 
 from connectomics.data.preview import save_overlay_png, save_preview_png
-from connectomics.data.synthetic_image import (MYELIN_RADIUS, MYELIN_SHEATH_GREY, add_artefacts, cell_background, finish_image,
-                                               paint_dense_bodies, paint_mitochondria, paint_myelin)
+from connectomics.data.synthetic_image import (MYELIN_RADIUS, MYELIN_SHEATH_GREY, add_artefacts, cell_background,
+                                               finish_image, paint_dense_bodies, paint_mitochondria, paint_myelin)
 from connectomics.data.synthetic_shapes import mean_instance_size, pack_tubes
 
 logger = logging.getLogger(__name__)
