@@ -246,6 +246,9 @@ def test_hard_negatives_are_background_and_part_of_the_files_identity(tmp_path, 
     changed = image != plain_image
     core = ndi.binary_erosion(label > 0, np.ones((3, 11, 11), bool))
     assert changed.any() and not (changed & core).any()
+    grey_sheath, _ = make_synthetic_pair(SMALL, seed=5, myelin=3, myelin_sheath=(0.3, 0.4))
+    moved = grey_sheath != plain_image
+    assert moved.any() and grey_sheath[moved].mean() > plain_image[moved].mean() + 20  # lighter than the 0.08-0.2 default
     bodies_only, _ = make_synthetic_pair(SMALL, seed=5, dense_bodies=10)
     base, _ = make_synthetic_pair(SMALL, seed=5)
     darker = bodies_only.astype(int) < base.astype(int) - 60  # near-black blobs on mid-grey cytoplasm

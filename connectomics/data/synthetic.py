@@ -173,13 +173,14 @@ def config_settings(syn):
 
 
 def _settings_tag(settings):
-    """A short text of the non-default hard-negative settings (empty for none)."""
+    """A short text of the non-default hard-negative settings (empty for none; a myelin-only
+    setting keeps the text it had before the other settings existed)."""
+    default = generator_settings()
     tag = f":myelin{settings['myelin']}" if settings["myelin"] else ""
-    if settings["myelin"] and settings["myelin_sheath"] != generator_settings()["myelin_sheath"]:
-        tag += f":sheath{settings['myelin_sheath']}"
-    if settings["myelin"] and settings["myelin_radius"] != generator_settings()["myelin_radius"]:
-        tag += f":radius{settings['myelin_radius']}"
-    return tag + (f":dense{settings['dense_bodies']}" if settings["dense_bodies"] else "")
+    for key, short in (("myelin_sheath", "sheath"), ("myelin_radius", "radius"), ("dense_bodies", "dense")):
+        if settings[key] != default[key]:
+            tag += f":{short}{settings[key]}"
+    return tag
 
 
 def write_synthetic_pair(image_spec, label_spec, shape, seed, png=None, **kwargs):
