@@ -207,6 +207,7 @@ def test_the_finetune_template_loads_with_its_variables_and_knows_the_device(mon
     assert cfg.SOLVER.TIME_BUDGET == 30 and cfg.MODEL.FILTERS == [8, 16, 24, 32, 48] and cfg.SYSTEM.NUM_CPUS == 2
     assert cfg.MODEL.PRE_MODEL.endswith(os.path.join("connectomics", "weights", "bc-cpu-synthetic-myelin.pth"))
     assert cfg.SYSTEM.CPU_BF16 == "auto" and load_cfg(None).SYSTEM.CPU_BF16 == ""  # default: training float32
+    assert cfg.POSTPROCESS.MAX_SECTION_FROM_LABELS == 1.5 and load_cfg(None).POSTPROCESS.MAX_SECTION_FROM_LABELS == 0
     monkeypatch.setattr(loader, "device_kind", lambda cfg: "cuda")
     cfg = load_cfg(template)
     assert cfg.MODEL.FILTERS == [28, 36, 48, 64, 80] and cfg.MODEL.INPUT_SIZE == [9, 256, 256]

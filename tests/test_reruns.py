@@ -371,3 +371,25 @@ def test_validation_rows_of_other_settings_are_moved_aside_on_resume(run, tmp_pa
     assert "POSTPROCESS.SEED_THRESHOLD: 0.9 -> 0.85" in result.stderr
     assert [r.split(",")[0] for r in (folder / "validation.stale-1.csv").read_text().splitlines()[1:]] == ["7", "8"]
     assert [r.split(",")[0] for r in (folder / "validation.csv").read_text().splitlines()[1:]] == ["9"]
+
+
+def test_the_size_prior_from_the_training_labels_reaches_the_decoder_and_the_record(run, tmp_path):
+    """POSTPROCESS.MAX_SECTION_FROM_LABELS: the limit comes from the training labels, enters the
+    instances' settings (another factor makes them again, from the same maps) and removes what it must."""
+    from connectomics.postprocess.label_prior import largest_label_section
+    from connectomics.storage import split_names
+
+    config = copy_run(run, tmp_path)
+    inference = tmp_path / "outputs" / "Synthetic-BC" / "inference"
+    main_ok("--config-file", config, "--inference")
+    maps_made = os.path.getmtime(inference / "probs.h5")
+    labels = [str(tmp_path / "datasets" / "synthetic" / name) + ":label"
+              for name in ("train.h5", "train1.h5", "train2.h5", "train3.h5")]
+    widest = largest_label_section(tuple(split_names("@".join(labels))))
+    assert widest > 0
+    main_ok("--config-file", config, "--inference", "--opts", "POSTPROCESS.MAX_SECTION_FROM_LABELS", "1.5")
+    assert settings_of(inference / "instances.h5")["params"]["max_section"] == round(1.5 * widest)
+    assert os.path.getmtime(inference / "probs.h5") == maps_made  # the maps are kept, only the decoding reruns
+    result = main_ok("--config-file", config, "--inference", "--opts", "POSTPROCESS.MAX_SECTION_FROM_LABELS", "0.01")
+    assert settings_of(inference / "instances.h5")["params"]["max_section"] == round(0.01 * widest)
+    assert read_volume(str(inference / "instances.h5")).max() == 0 and "POSTPROCESS.MAX_SECTION" in result.stderr

@@ -34,13 +34,14 @@ from tqdm import tqdm
 
 from connectomics.blockwise.cluster import run_blocks
 from connectomics.blockwise.components import face_pairs, label_block, provisional_offsets, resolve_ids
-from connectomics.blockwise.segment import (final_block, global_sizes, relabel_table, seed_block, segment_block,
-                                            write_block)
+from connectomics.blockwise.segment import (final_block, global_sizes, global_spans, relabel_table, seed_block,
+                                            segment_block, write_block)
 from connectomics.blockwise.store import align_block, input_chunks
 from connectomics.storage import Markers
 from connectomics.geometry import BlockGrid
 from connectomics.postprocess.decoders import check_params
-from connectomics.postprocess.registry import DECODERS, decoder_entry, decoder_keywords
+from connectomics.postprocess.registry import (DECODERS, decoder_entry, decoder_keywords,
+                                               recorded_params)
 from connectomics.storage import (SETTINGS, VolumeError, check_existing, create_output, open_volume,
                                   parse_spec, remove_path, volume_identity)
 from connectomics.storage.output import output_writer
@@ -148,7 +149,8 @@ def blockwise_settings(input_spec, output_spec, decoder="bc_watershed", params=N
     halo = tuple(int(h) for h in halo)
     if plan.halo is not None:
         halo = tuple(max(h, g) for h, g in zip(halo, plan.halo(params)))
-    settings = _settings(input_spec, identity, shape, block, decoder=decoder, params=params, halo=list(halo))
+    settings = _settings(input_spec, identity, shape, block, decoder=decoder, params=recorded_params(params),
+                         halo=list(halo))
     return out_path, out_key, shape, block, halo, params, settings
 
 
@@ -192,10 +194,14 @@ def postprocess_blockwise(input_spec, output_spec, decoder="bc_watershed", param
                                 out_path=segment_path,
                                 grid=ctx.grid, halo=halo, offsets=seeds.offsets, counts=seeds.counts,
                                 lut_path=seeds.lut_path, grow=plan.grow, params=params)
-    sizes = global_sizes(ctx.run(segment, ctx.grid.indices(), stage="segment").values(), seeds.n)
-    table, n = relabel_table(sizes, params.get("min_size", 0))
+    results = list(ctx.run(segment, ctx.grid.indices(), stage="segment").values())
+    sizes = global_sizes(results, seeds.n)
+    spans = global_spans(results, seeds.n) if params.get("max_section") else None
+    table, n = relabel_table(sizes, params.get("min_size", 0), spans, params.get("max_section", 0))
     table_path = ctx.markers.save_array("final_table", table)
-    logger.info("%d instances of >= %d voxels (of %d seeds)", n, params.get("min_size", 0), seeds.n)
+    logger.info("%d instances of >= %d voxels%s (of %d seeds)", n, params.get("min_size", 0),
+                f" and a mean cross-section of <= {params['max_section']:g} pixels" if spans is not None else "",
+                seeds.n)
 
     make = functools.partial(final_block, src_path=segment_path, grid=ctx.grid, table_path=table_path)
     _export(ctx, out_key, make, table.dtype)

@@ -21,6 +21,7 @@ import numpy as np
 from connectomics._ext import labels as _kernel
 from connectomics.blockwise.components import read_maps
 from connectomics.geometry import Box
+from connectomics.postprocess.cleanup import mean_sections
 from connectomics.storage.work_store import open_work_array
 from connectomics.storage.output import write_region
 
@@ -56,7 +57,8 @@ def global_seeds(seeds, grid, offsets, counts, lut, box):
 
 def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, counts, lut_path, grow, params,
                   foreground_path=None):
-    """Stage 'segment' for one block -> ``{'ids', 'counts'}`` of the global ids in its own box.
+    """Stage 'segment' for one block -> ``{'ids', 'counts'}`` of the global ids in its own box (and, when
+    ``params['max_section']`` is set, ``'first'`` / ``'last'``: the global z of their first / last slice).
 
     ``grow``: the decoder's :class:`~connectomics.postprocess.registry.BlockPlan` step, called as
     ``grow(labels, read_maps, params)`` on the global seeds of the block's box plus ``halo``.
@@ -74,7 +76,23 @@ def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, c
     open_work_array(out_path)[grid.box(index).slices()] = core
     ids, sizes = fastremap.unique(core, return_counts=True)
     keep = ids != 0
-    return {"ids": ids[keep].astype(np.uint64), "counts": sizes[keep].astype(np.uint64)}
+    result = {"ids": ids[keep].astype(np.uint64), "counts": sizes[keep].astype(np.uint64)}
+    if params.get("max_section"):
+        result["first"], result["last"] = _slice_range(core, result["ids"], grid.box(index).begin[0])
+    return result
+
+
+def _slice_range(labels, ids, z0):
+    """The first and last global z (int64) at which each of the sorted ``ids`` (all nonzero ids of
+    ``labels``) occurs in ``labels``, whose slice 0 is global z ``z0``."""
+    first = np.full(len(ids), np.iinfo(np.int64).max, np.int64)
+    last = np.full(len(ids), -1, np.int64)
+    for z in range(labels.shape[0]):
+        present = fastremap.unique(labels[z]).astype(np.uint64)
+        at = np.searchsorted(ids, present[present != 0])
+        first[at] = np.minimum(first[at], z0 + z)
+        last[at] = z0 + z
+    return first, last
 
 
 def _read_foreground(path, box, channels=1):
@@ -92,9 +110,26 @@ def global_sizes(results, n_ids):
     return sizes
 
 
-def relabel_table(sizes, min_size):
-    """``(table, n)``: global id -> final id 1..n (instances of at least ``min_size`` voxels, in id order), 0 else."""
+def global_spans(results, n_ids):
+    """``(first, last)``: dense int64 (``n_ids + 1``) first / last z of each global id over the blocks' results."""
+    first = np.full(int(n_ids) + 1, np.iinfo(np.int64).max, np.int64)
+    last = np.full(int(n_ids) + 1, -1, np.int64)
+    for result in results:
+        ids = result["ids"].astype(np.int64)
+        np.minimum.at(first, ids, result["first"])
+        np.maximum.at(last, ids, result["last"])
+    return first, last
+
+
+def relabel_table(sizes, min_size, spans=None, max_section=0):
+    """``(table, n)``: global id -> final id 1..n (instances of at least ``min_size`` voxels, in id order), 0 else.
+
+    ``spans``: ``(first, last)`` z of each id (:func:`global_spans`): ids whose mean cross-section
+    (voxels / slices spanned) exceeds ``max_section`` pixels are dropped too.
+    """
     present = np.asarray(sizes) >= max(int(min_size), 1)
+    if spans is not None and max_section > 0:
+        present &= mean_sections(sizes, *spans) <= max_section
     present[0] = False
     kept = np.flatnonzero(present)
     n = len(kept)

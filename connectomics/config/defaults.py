@@ -192,6 +192,10 @@ _C.POSTPROCESS.SEED_THRESHOLD = 0.9  # seeds: foreground > this (fraction of 1; 
 _C.POSTPROCESS.CONTOUR_THRESHOLD = 0.8  # seeds: contour < this
 _C.POSTPROCESS.FOREGROUND_THRESHOLD = 0.85  # watershed mask: foreground > this
 _C.POSTPROCESS.MIN_SIZE = 128  # instances smaller than this (voxels) are removed
+_C.POSTPROCESS.MAX_SECTION = 0.0  # instances whose mean cross-section (voxels / slices spanned) exceeds this
+#                                   many pixels are removed; 0: none
+_C.POSTPROCESS.MAX_SECTION_FROM_LABELS = 0.0  # > 0: MAX_SECTION = this x the widest mean cross-section among the
+#                                               instances of DATASET.LABEL_NAME (postprocess/label_prior.py)
 _C.POSTPROCESS.SMALL_MODE = "background"  # small instances: background | neighbor
 _C.POSTPROCESS.SEED_CONNECTIVITY = 26  # seed components: 26 (the predecessor's skimage label) | 6
 _C.POSTPROCESS.CONNECTIVITY = 6  # watershed flood: 6 (the predecessor's skimage watershed) | 26

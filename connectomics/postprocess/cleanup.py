@@ -3,13 +3,18 @@
 Sizes come from one counting pass (a dense table when the largest id is
 known, else ``fastremap.unique``): no sort and no intp cast of the volume,
 unlike ``np.bincount`` / ``skimage.remove_small_objects``. The relabelling is
-one in-place pass (a lookup table, or ``fastremap.remap``).
+one in-place pass (a lookup table, or ``fastremap.remap``). Instances too wide to be what the
+training labels hold (mean cross-section above a limit, ``remove_wide_instances``) go the same way.
 """
+import logging
+
 import cc3d
 import fastremap
 import numpy as np
 
 from connectomics._ext import labels as _kernel
+
+logger = logging.getLogger(__name__)
 
 SMALL_MODES = ("background", "neighbor")
 UINT32_MAX = np.iinfo(np.uint32).max
@@ -130,3 +135,54 @@ def remove_small_instances(labels, min_size=128, mode="background", max_id=None,
             _kernel.apply_lut(labels.reshape(-1), table.astype(labels.dtype))
     dtype = label_dtype(n)
     return (labels if labels.dtype == dtype else labels.astype(dtype)), n
+
+
+def section_extents(labels, max_id):
+    """Per id 0..max_id: ``(voxels, first slice, last slice)`` (uint64, int64, int64) of a (Z, Y, X) label volume.
+
+    One ``fastremap.unique`` per z slice (a slice at a time: the volume may be a lazily read array).
+    Ids absent from the volume keep voxels 0, first slice Z, last slice -1.
+    """
+    voxels = np.zeros(int(max_id) + 1, np.uint64)
+    first = np.full(int(max_id) + 1, labels.shape[0], np.int64)
+    last = np.full(int(max_id) + 1, -1, np.int64)
+    for z in range(labels.shape[0]):
+        ids, counts = fastremap.unique(np.asarray(labels[z]), return_counts=True)
+        if len(ids) and int(ids[-1]) > max_id:
+            raise ValueError(f"labels hold ids above max_id = {max_id}")
+        ids = ids.astype(np.int64)
+        voxels[ids] += counts.astype(np.uint64)
+        first[ids] = np.minimum(first[ids], z)
+        last[ids] = z
+    return voxels, first, last
+
+
+def mean_sections(voxels, first, last):
+    """Mean cross-section (float64 pixels) per id: voxels / slices spanned (last - first + 1); 0 for absent ids.
+
+    A 3D-connected instance occupies every slice between its first and last one, so this is its
+    mean area per slice."""
+    span = np.maximum(np.asarray(last) - np.asarray(first) + 1, 1)
+    return np.where(np.asarray(voxels) > 0, np.asarray(voxels, np.float64) / span, 0.0)
+
+
+def remove_wide_instances(labels, max_section):
+    """Remove instances whose mean cross-section (voxels / slices spanned) exceeds ``max_section`` pixels.
+
+    labels: (Z, Y, X) uint32 / uint64 with consecutive ids 1..n (a decoder's output), changed in place.
+    ``max_section`` <= 0 removes nothing. Returns ``(labels, n)`` relabelled 1..n in id order.
+    """
+    n = int(labels.max(initial=0))
+    if max_section <= 0 or n == 0:
+        return labels, n
+    wide = mean_sections(*section_extents(labels, n)) > max_section
+    wide[0] = False
+    if not wide.any():
+        return labels, n
+    table = np.zeros(n + 1, labels.dtype)
+    kept = np.flatnonzero(~wide)[1:]
+    table[kept] = np.arange(1, len(kept) + 1, dtype=labels.dtype)
+    logger.info("removed %d instance(s) with a mean cross-section above %g pixels (POSTPROCESS.MAX_SECTION)",
+                int(wide.sum()), max_section)
+    _kernel.apply_lut(labels.reshape(-1), table)
+    return labels, len(kept)

@@ -5,7 +5,9 @@ instance contour, uint8 0..255 (float in [0, 1] is quantised with
 ``floor(255 * p + 0.5)``, see ``maps``), plus plain keyword thresholds (fractions
 of 1, applied as ``int(255 * t)``). Each returns uint32 labels (uint64 only above
 2**32 - 1 instances), 0 = background, ids 1..N consecutive. No seed at all
-gives an all-zero volume and a logged warning.
+gives an all-zero volume and a logged warning. Every decoder also takes ``max_section``
+(pixels; 0, the default, keeps all): instances whose mean cross-section (voxels / slices
+spanned) exceeds it are removed after the small ones (``cleanup.remove_wide_instances``).
 
 Defaults are the MitoEM 2021 predecessor's, per decoder (the config has one
 set of keys for all of them, with bc_watershed's values). Like the predecessor,
@@ -29,7 +31,7 @@ import logging
 import numpy as np
 
 from connectomics.postprocess.agglomerate import interior_map, map_affinities, merge_fragments, scoring_function
-from connectomics.postprocess.cleanup import SMALL_MODES, remove_small_instances
+from connectomics.postprocess.cleanup import SMALL_MODES, remove_small_instances, remove_wide_instances
 from connectomics.postprocess.grow import GROW_MODES, check_window, grow_labels
 from connectomics.postprocess.maps import check_maps, threshold_level
 from connectomics.postprocess.registry import (CONTOUR_THRESHOLDS, FOREGROUND_THRESHOLDS, THRESHOLDS, BlockPlan,
@@ -41,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 def check_params(small_mode="background", connectivity=6, min_size=128, dilation=None, dilation_mode=None,
-                 merge_function=None, seed_connectivity=26, **others):
+                 merge_function=None, seed_connectivity=26, max_section=0.0, **others):
     """Raise ValueError naming the first bad decoder argument (of the built-in decoders' keywords:
     ``*_threshold`` ones are fractions of 1; a registered decoder checks its own other keywords)."""
     for name, value in others.items():
@@ -54,6 +56,8 @@ def check_params(small_mode="background", connectivity=6, min_size=128, dilation
             raise ValueError(f"{name} = {value!r}: must be 6 or 26")
     if min_size < 0:
         raise ValueError(f"min_size = {min_size!r}: must be >= 0")
+    if not max_section >= 0:
+        raise ValueError(f"max_section = {max_section!r}: must be >= 0 (pixels; 0 keeps every instance)")
     if dilation is not None:
         check_window(dilation)
     if dilation_mode is not None and dilation_mode not in GROW_MODES:
@@ -74,7 +78,7 @@ def _seeds(fg, contour, seed_threshold, contour_threshold, connectivity, join=Tr
 
 
 def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground_threshold,
-                      min_size, small_mode, connectivity, seed_connectivity):
+                      min_size, small_mode, connectivity, seed_connectivity, max_section):
     # provisional seed ids flood exactly as joined ones would: the join is folded into
     # the final relabelling, and the watershed counts the sizes (no extra passes)
     labels, n, groups = _seeds(fg, contour, seed_threshold, contour_threshold, seed_connectivity, join=False)
@@ -84,50 +88,55 @@ def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground
         max_level = 254 - threshold_level(foreground_threshold, "foreground_threshold")
         seeded_watershed(fg, labels, max_level=max_level, invert=True, connectivity=connectivity, inplace=True,
                          sizes=sizes)
-    return remove_small_instances(labels, min_size, small_mode, sizes=sizes, groups=groups)[0]
+    labels = remove_small_instances(labels, min_size, small_mode, sizes=sizes, groups=groups)[0]
+    return remove_wide_instances(labels, max_section)[0]
 
 
 def bc_watershed(probs, seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85,
-                 min_size=128, small_mode="background", connectivity=6, seed_connectivity=26):
+                 min_size=128, small_mode="background", connectivity=6, seed_connectivity=26, max_section=0.0):
     """Seeds = ``seed_connectivity``-connected components of (fg > seed) & (contour < contour);
     ``connectivity``-connected watershed of the inverted foreground from them within
-    fg > foreground_threshold; small instances removed."""
-    check_params(small_mode, connectivity, min_size, seed_connectivity=seed_connectivity,
+    fg > foreground_threshold; small instances removed, and (``max_section`` > 0) those whose mean
+    cross-section exceeds ``max_section`` pixels."""
+    check_params(small_mode, connectivity, min_size, seed_connectivity=seed_connectivity, max_section=max_section,
                  seed_threshold=seed_threshold, contour_threshold=contour_threshold,
                  foreground_threshold=foreground_threshold)
     maps = check_maps(probs, channels=2)
     return _watershed_decode(maps[0], maps[1], seed_threshold, contour_threshold, foreground_threshold,
-                             min_size, small_mode, connectivity, seed_connectivity)
+                             min_size, small_mode, connectivity, seed_connectivity, max_section)
 
 
 def binary_watershed(probs, seed_threshold=0.98, foreground_threshold=0.85, min_size=128,
-                     small_mode="background", connectivity=6, seed_connectivity=26):
+                     small_mode="background", connectivity=6, seed_connectivity=26, max_section=0.0):
     """Like bc_watershed on the foreground channel alone (any channel count; channel 0 used)."""
-    check_params(small_mode, connectivity, min_size, seed_connectivity=seed_connectivity,
+    check_params(small_mode, connectivity, min_size, seed_connectivity=seed_connectivity, max_section=max_section,
                  seed_threshold=seed_threshold, foreground_threshold=foreground_threshold)
     maps = check_maps(probs, channels=None)
     return _watershed_decode(maps[0], None, seed_threshold, None, foreground_threshold,
-                             min_size, small_mode, connectivity, seed_connectivity)
+                             min_size, small_mode, connectivity, seed_connectivity, max_section)
 
 
-def _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode):
+def _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode, max_section):
     grow_labels(labels, dilation, dilation_mode)
-    return remove_small_instances(labels, min_size, small_mode, max_id=n)[0]
+    labels = remove_small_instances(labels, min_size, small_mode, max_id=n)[0]
+    return remove_wide_instances(labels, max_section)[0]
 
 
 def bc_connected(probs, seed_threshold=0.8, contour_threshold=0.5, dilation=(1, 5, 5),
-                 dilation_mode="background", min_size=128, small_mode="background", seed_connectivity=26):
+                 dilation_mode="background", min_size=128, small_mode="background", seed_connectivity=26,
+                 max_section=0.0):
     """``seed_connectivity``-connected components of (fg > seed) & (contour < contour), grown by
-    ``dilation``, small removed."""
+    ``dilation``, small (and too wide, ``max_section``) removed."""
     check_params(small_mode, 6, min_size, dilation, dilation_mode, seed_connectivity=seed_connectivity,
+                 max_section=max_section,
                  seed_threshold=seed_threshold, contour_threshold=contour_threshold)
     maps = check_maps(probs, channels=2)
     labels, n = _seeds(maps[0], maps[1], seed_threshold, contour_threshold, seed_connectivity)
-    return _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode)
+    return _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode, max_section)
 
 
 def seed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.8, dilation=(1, 7, 7),
-                     dilation_mode="background", min_size=128, small_mode="background"):
+                     dilation_mode="background", min_size=128, small_mode="background", max_section=0.0):
     """The MitoEM 2021 winner's decoder (``malis_watershed``), computed directly.
 
     Its waterz agglomeration of binary seed affinities equals the 6-connected
@@ -136,18 +145,18 @@ def seed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.8, dilation=
     (``dilation_mode='grey'`` is the predecessor's max-dilation) and the size
     filter. Labels stay uint32 (the predecessor overflowed uint16).
     """
-    check_params(small_mode, 6, min_size, dilation, dilation_mode,
+    check_params(small_mode, 6, min_size, dilation, dilation_mode, max_section=max_section,
                  seed_threshold=seed_threshold, contour_threshold=contour_threshold)
     maps = check_maps(probs, channels=2)
     labels, n = _seeds(maps[0], maps[1], seed_threshold, contour_threshold, 6)
     if n:
         labels, n = remove_small_instances(labels, 2, max_id=n)  # waterz leaves isolated seed voxels unlabelled
-    return _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode)
+    return _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode, max_section)
 
 
 def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, foreground_threshold=0.85,
                           merge_threshold=0.5, merge_function="mean", min_size=128,
-                          small_mode="background", connectivity=6, seed_connectivity=26):
+                          small_mode="background", connectivity=6, seed_connectivity=26, max_section=0.0):
     """Over-segment, then merge with waterz.
 
     Fragments: the seeded watershed of the interior map ``fg * (1 - contour)``
@@ -158,7 +167,7 @@ def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, fore
     score reaches ``merge_threshold``. Memory: about 25 B/voxel (float32
     affinities and uint64 fragments, as waterz needs them).
     """
-    check_params(small_mode, connectivity, min_size, merge_function=merge_function,
+    check_params(small_mode, connectivity, min_size, merge_function=merge_function, max_section=max_section,
                  seed_connectivity=seed_connectivity, seed_threshold=seed_threshold,
                  contour_threshold=contour_threshold, foreground_threshold=foreground_threshold,
                  merge_threshold=merge_threshold)
@@ -171,7 +180,8 @@ def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, fore
         seeded_watershed(interior, labels, mask=mask, invert=True, connectivity=connectivity, inplace=True)
         del mask
         labels = merge_fragments(map_affinities(interior), labels, merge_threshold, merge_function)
-    return remove_small_instances(labels, min_size, small_mode)[0]
+    labels = remove_small_instances(labels, min_size, small_mode)[0]
+    return remove_wide_instances(labels, max_section)[0]
 
 
 def flood_block(labels, read_maps, params):

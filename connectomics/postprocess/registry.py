@@ -56,6 +56,15 @@ class Decoder:
 
 DECODERS = {}  # name -> Decoder
 
+# keywords added after outputs were first recorded, whose value here changes nothing: left out of the
+# settings outputs are keyed by, so outputs made before the keyword existed stay valid
+NEUTRAL = {"max_section": 0.0}
+
+
+def recorded_params(params):
+    """``params`` without the keywords at their :data:`NEUTRAL` value (what an output records)."""
+    return {k: v for k, v in params.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+
 
 def register_decoder(decoder):
     """Add (or replace) a decoder entry; returns it."""
