@@ -12,7 +12,7 @@ import zarr
 from connectomics.blockwise import postprocess_blockwise
 from connectomics.config import load_cfg
 from connectomics.postprocess import decode, decoder_params
-from connectomics.postprocess.cleanup import mean_sections, remove_wide_instances, section_extents
+from connectomics.postprocess.cleanup import mean_sections, remove_wide_instances, slice_spans
 from connectomics.postprocess.label_prior import label_sections, max_section_from_labels
 from connectomics.storage import read_volume
 
@@ -31,12 +31,13 @@ def scene():
     return labels, probs
 
 
-def test_section_extents_and_mean_sections():
+def test_slice_spans_and_mean_sections():
     labels, _ = scene()
-    voxels, first, last = section_extents(labels, 4)
-    assert voxels.tolist() == [int((labels == 0).sum()), 9600, 1728, 5400, 0]
-    assert first[1:4].tolist() == [2, 1, 5] and last[1:4].tolist() == [5, 12, 10]
-    assert mean_sections(voxels, first, last)[1:].tolist() == [2400.0, 144.0, 900.0, 0.0]
+    ids, voxels, first, last = slice_spans(labels, z0=100)
+    assert ids.tolist() == [1, 2, 3] and voxels.tolist() == [9600, 1728, 5400]
+    assert first.tolist() == [102, 101, 105] and last.tolist() == [105, 112, 110]
+    assert mean_sections(voxels, first, last).tolist() == [2400.0, 144.0, 900.0]
+    assert [len(a) for a in slice_spans(np.zeros((3, 4, 4), np.uint32))] == [0, 0, 0, 0]
 
 
 def test_remove_wide_instances_relabels_in_place():
@@ -88,6 +89,7 @@ def test_blockwise_judges_the_whole_instance(tmp_path, block):
 def test_label_sections_instances_and_binary_masks(tmp_path):
     labels, _ = scene()
     assert sorted(label_sections(labels).tolist()) == [144.0, 900.0, 2400.0]
+    assert sorted(label_sections(labels[None]).tolist()) == [144.0, 900.0, 2400.0]  # (1, Z, Y, X)
     two = labels.copy()
     two[2:6, 4:44, 30] = 0  # the sheet cut into 40 x 26 and 40 x 33 pixels, given as a mask
     assert sorted(label_sections((two > 0).astype(np.uint8) * 255, binary=True).tolist()) == [

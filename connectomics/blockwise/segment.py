@@ -21,7 +21,7 @@ import numpy as np
 from connectomics._ext import labels as _kernel
 from connectomics.blockwise.components import read_maps
 from connectomics.geometry import Box
-from connectomics.postprocess.cleanup import mean_sections
+from connectomics.postprocess.cleanup import mean_sections, slice_spans
 from connectomics.storage.work_store import open_work_array
 from connectomics.storage.output import write_region
 
@@ -74,25 +74,12 @@ def segment_block(index, maps_spec, seeds_path, out_path, grid, halo, offsets, c
     core = np.ascontiguousarray(labels[grid.box(index).slices(ext)])
     del labels
     open_work_array(out_path)[grid.box(index).slices()] = core
+    if params.get("max_section"):
+        ids, sizes, first, last = slice_spans(core, grid.box(index).begin[0])
+        return {"ids": ids.astype(np.uint64), "counts": sizes, "first": first, "last": last}
     ids, sizes = fastremap.unique(core, return_counts=True)
     keep = ids != 0
-    result = {"ids": ids[keep].astype(np.uint64), "counts": sizes[keep].astype(np.uint64)}
-    if params.get("max_section"):
-        result["first"], result["last"] = _slice_range(core, result["ids"], grid.box(index).begin[0])
-    return result
-
-
-def _slice_range(labels, ids, z0):
-    """The first and last global z (int64) at which each of the sorted ``ids`` (all nonzero ids of
-    ``labels``) occurs in ``labels``, whose slice 0 is global z ``z0``."""
-    first = np.full(len(ids), np.iinfo(np.int64).max, np.int64)
-    last = np.full(len(ids), -1, np.int64)
-    for z in range(labels.shape[0]):
-        present = fastremap.unique(labels[z]).astype(np.uint64)
-        at = np.searchsorted(ids, present[present != 0])
-        first[at] = np.minimum(first[at], z0 + z)
-        last[at] = z0 + z
-    return first, last
+    return {"ids": ids[keep].astype(np.uint64), "counts": sizes[keep].astype(np.uint64)}
 
 
 def _read_foreground(path, box, channels=1):

@@ -137,24 +137,28 @@ def remove_small_instances(labels, min_size=128, mode="background", max_id=None,
     return (labels if labels.dtype == dtype else labels.astype(dtype)), n
 
 
-def section_extents(labels, max_id):
-    """Per id 0..max_id: ``(voxels, first slice, last slice)`` (uint64, int64, int64) of a (Z, Y, X) label volume.
+def slice_spans(labels, z0=0):
+    """``(ids, voxels, first, last)`` of the nonzero ids of a (Z, Y, X) label volume, one slice read at a time.
 
-    One ``fastremap.unique`` per z slice (a slice at a time: the volume may be a lazily read array).
-    Ids absent from the volume keep voxels 0, first slice Z, last slice -1.
+    ids: ascending (the labels' dtype); voxels: uint64 counts; first / last: int64 z of the first and last
+    slice holding each id, counted from ``z0`` (a block's global z). ``labels`` may be a lazily read
+    array (``h5py`` / zarr): only one slice is in memory at a time.
     """
-    voxels = np.zeros(int(max_id) + 1, np.uint64)
-    first = np.full(int(max_id) + 1, labels.shape[0], np.int64)
-    last = np.full(int(max_id) + 1, -1, np.int64)
+    per_slice = []
     for z in range(labels.shape[0]):
         ids, counts = fastremap.unique(np.asarray(labels[z]), return_counts=True)
-        if len(ids) and int(ids[-1]) > max_id:
-            raise ValueError(f"labels hold ids above max_id = {max_id}")
-        ids = ids.astype(np.int64)
-        voxels[ids] += counts.astype(np.uint64)
-        first[ids] = np.minimum(first[ids], z)
-        last[ids] = z
-    return voxels, first, last
+        keep = ids != 0
+        per_slice.append((ids[keep], counts[keep]))
+    ids = np.unique(np.concatenate([i for i, _ in per_slice])) if per_slice else np.zeros(0, labels.dtype)
+    voxels = np.zeros(len(ids), np.uint64)
+    first = np.full(len(ids), np.iinfo(np.int64).max, np.int64)
+    last = np.full(len(ids), -1, np.int64)
+    for z, (present, counts) in enumerate(per_slice):
+        at = np.searchsorted(ids, present)
+        voxels[at] += counts.astype(np.uint64)
+        first[at] = np.minimum(first[at], z0 + z)
+        last[at] = z0 + z
+    return ids, voxels, first, last
 
 
 def mean_sections(voxels, first, last):
@@ -175,8 +179,9 @@ def remove_wide_instances(labels, max_section):
     n = int(labels.max(initial=0))
     if max_section <= 0 or n == 0:
         return labels, n
-    wide = mean_sections(*section_extents(labels, n)) > max_section
-    wide[0] = False
+    ids, voxels, first, last = slice_spans(labels)
+    wide = np.zeros(n + 1, bool)
+    wide[ids.astype(np.int64)] = mean_sections(voxels, first, last) > max_section
     if not wide.any():
         return labels, n
     table = np.zeros(n + 1, labels.dtype)

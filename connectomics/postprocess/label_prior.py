@@ -14,6 +14,7 @@ import cc3d
 import fastremap
 import numpy as np
 
+from connectomics.postprocess.cleanup import mean_sections, slice_spans
 from connectomics.storage import open_volume, split_names, volume_identity
 
 logger = logging.getLogger(__name__)
@@ -29,17 +30,20 @@ def label_sections(labels, binary=False):
     """
     if binary:
         labels = cc3d.connected_components(np.asarray(labels).reshape(labels.shape[-3:]) > 0, connectivity=6)
-    depth = labels.shape[-3]
-    voxels, first, last = {}, {}, {}
-    for z in range(depth):
-        plane = np.asarray(labels[0, z] if labels.ndim == 4 else labels[z])
-        ids, counts = fastremap.unique(plane, return_counts=True)
-        for i, c in zip(ids.tolist(), counts.tolist()):
-            if i:
-                voxels[i] = voxels.get(i, 0) + c
-                first.setdefault(i, z)
-                last[i] = z
-    return np.array([voxels[i] / (last[i] - first[i] + 1) for i in voxels], np.float64)
+    if labels.ndim == 4:
+        labels = _FirstChannel(labels)
+    _, voxels, first, last = slice_spans(labels)
+    return mean_sections(voxels, first, last)
+
+
+class _FirstChannel:
+    """A (1, Z, Y, X) array seen as (Z, Y, X), still read a slice at a time."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype = array, tuple(array.shape[1:]), array.dtype
+
+    def __getitem__(self, z):
+        return self.array[0, z]
 
 
 def largest_label_section(label_specs, binary=False):
