@@ -21,7 +21,7 @@ def decoder_params(cfg, name=None):
         raise ValueError(f"config key POSTPROCESS.DECODER: {err}") from None
     values = {k: config_value(post[config_key(k)]) for k in keywords if config_key(k) in post}
     try:
-        if post.get("MAX_SECTION_FROM_LABELS", 0):
+        if post.MAX_SECTION_FROM_LABELS:
             if "max_section" not in keywords:
                 raise ValueError("MAX_SECTION_FROM_LABELS: this decoder takes no max_section")
             values["max_section"] = _max_section(cfg)

@@ -170,13 +170,15 @@ def mean_sections(voxels, first, last):
     return np.where(np.asarray(voxels) > 0, np.asarray(voxels, np.float64) / span, 0.0)
 
 
-def remove_wide_instances(labels, max_section):
+def remove_wide_instances(labels, max_section, n=None):
     """Remove instances whose mean cross-section (voxels / slices spanned) exceeds ``max_section`` pixels.
 
-    labels: (Z, Y, X) uint32 / uint64 with consecutive ids 1..n (a decoder's output), changed in place.
-    ``max_section`` <= 0 removes nothing. Returns ``(labels, n)`` relabelled 1..n in id order.
+    labels: (Z, Y, X) uint32 / uint64 with consecutive ids 1..n (a decoder's output), changed in place;
+    ``n``: that count when known (else one pass finds it). ``max_section`` <= 0 removes nothing and
+    reads nothing more. Returns ``(labels, n)`` relabelled 1..n in id order.
     """
-    n = int(labels.max(initial=0))
+    if n is None:
+        n = int(labels.max(initial=0))
     if max_section <= 0 or n == 0:
         return labels, n
     ids, voxels, first, last = slice_spans(labels)

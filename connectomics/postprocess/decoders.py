@@ -88,8 +88,8 @@ def _watershed_decode(fg, contour, seed_threshold, contour_threshold, foreground
         max_level = 254 - threshold_level(foreground_threshold, "foreground_threshold")
         seeded_watershed(fg, labels, max_level=max_level, invert=True, connectivity=connectivity, inplace=True,
                          sizes=sizes)
-    labels = remove_small_instances(labels, min_size, small_mode, sizes=sizes, groups=groups)[0]
-    return remove_wide_instances(labels, max_section)[0]
+    labels, n = remove_small_instances(labels, min_size, small_mode, sizes=sizes, groups=groups)
+    return remove_wide_instances(labels, max_section, n)[0]
 
 
 def bc_watershed(probs, seed_threshold=0.9, contour_threshold=0.8, foreground_threshold=0.85,
@@ -118,8 +118,8 @@ def binary_watershed(probs, seed_threshold=0.98, foreground_threshold=0.85, min_
 
 def _grow_decode(labels, n, dilation, dilation_mode, min_size, small_mode, max_section):
     grow_labels(labels, dilation, dilation_mode)
-    labels = remove_small_instances(labels, min_size, small_mode, max_id=n)[0]
-    return remove_wide_instances(labels, max_section)[0]
+    labels, n = remove_small_instances(labels, min_size, small_mode, max_id=n)
+    return remove_wide_instances(labels, max_section, n)[0]
 
 
 def bc_connected(probs, seed_threshold=0.8, contour_threshold=0.5, dilation=(1, 5, 5),
@@ -180,8 +180,8 @@ def watershed_agglomerate(probs, seed_threshold=0.9, contour_threshold=0.5, fore
         seeded_watershed(interior, labels, mask=mask, invert=True, connectivity=connectivity, inplace=True)
         del mask
         labels = merge_fragments(map_affinities(interior), labels, merge_threshold, merge_function)
-    labels = remove_small_instances(labels, min_size, small_mode)[0]
-    return remove_wide_instances(labels, max_section)[0]
+    labels, n = remove_small_instances(labels, min_size, small_mode)
+    return remove_wide_instances(labels, max_section, n)[0]
 
 
 def flood_block(labels, read_maps, params):

@@ -11,7 +11,6 @@ import functools
 import logging
 
 import cc3d
-import fastremap
 import numpy as np
 
 from connectomics.postprocess.cleanup import mean_sections, slice_spans
