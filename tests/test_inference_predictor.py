@@ -225,6 +225,31 @@ def test_model_mode_is_restored_and_eval_used():
     assert out.shape == (1, 2, 4, 4) and (out == 128).all()  # sigmoid(0) = 0.5 -> rint(127.5) = 128
 
 
+def test_time_batch_times_batches_as_inference_runs_them_and_leaves_the_model_as_it_was():
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = torch.nn.Conv3d(1, 2, 1), torch.nn.Conv3d(2, 1, 3, padding=1)
+            self.norm = torch.nn.BatchNorm3d(2)
+
+        def forward(self, x):
+            seen.append((tuple(x.shape), self.training, torch.is_inference_mode_enabled(),
+                         self.conv2.weight.is_contiguous(memory_format=torch.channels_last_3d)))
+            return self.conv2(self.norm(self.conv1(x)))
+
+    model = Spy().train()
+    stats = model.norm.running_mean.clone()
+    predictor = Predictor(model, (2, 4, 4), (2, 4, 4), (0, 0, 0), batch_size=3, aug_num=4, eval_mode=False)
+    assert predictor.time_batch(repeats=2) > 0
+    # a warm-up batch and two timed ones, each with its 4 test-time variants, in eval mode and the
+    # channels-last weight layout inference uses on the CPU (batch statistics untouched)
+    assert seen == [((3, 1, 2, 4, 4), False, True, True)] * 12
+    assert model.training and torch.equal(model.norm.running_mean, stats)
+    assert model.conv2.weight.is_contiguous()  # its layout back
+
+
 def test_bad_inputs_and_models_give_clear_errors():
     predictor = Predictor(torch.nn.Conv3d(1, 2, (1, 3, 3)), (2, 8, 8), (2, 8, 8), (0, 0, 0))
     with pytest.raises(ValueError, match="same-size network"):

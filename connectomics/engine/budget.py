@@ -11,9 +11,9 @@ inference, decoding and scoring after training. The schedule fits itself to it::
 
 ``total`` solves ``total * step + (total // ITERATION_VAL) * validation = time left - reserve``,
 where ``step`` is the measured seconds per iteration, ``validation`` and ``reserve`` come from a
-timed forward pass of the inference batch times the windows of the volumes. A guard stops the
-training (with a checkpoint) if the clock passes the training deadline anyway. The plan is saved
-in every checkpoint: a resumed run keeps the budget and the planned total it started with, so it
+timed inference batch (run as inference runs it, ``Predictor.time_batch``) times the batches of
+the volumes. A guard stops the training (with a checkpoint) if the clock passes the training
+deadline anyway. The plan is saved in every checkpoint: a resumed run keeps the budget and the planned total it started with, so it
 runs the same schedule as an uninterrupted one.
 """
 import logging
@@ -109,7 +109,7 @@ class BudgetHook(Hook):
 def inference_seconds(predictor_forward, volume_shapes, tiling_of, batch_size, voxel_seconds=3e-8):
     """Estimated seconds to infer, decode and score volumes of ``volume_shapes``.
 
-    ``predictor_forward()``: runs one inference batch and returns its seconds;
+    ``predictor_forward()``: the seconds of one inference batch (``Predictor.time_batch``);
     ``tiling_of(shape)``: the :class:`~connectomics.inference.tiling.Tiling` of a volume.
     Decoding and scoring are taken as ``voxel_seconds`` per voxel (bc_watershed + confidence
     table + evaluation measured at 15-30 ns per voxel).
@@ -120,25 +120,6 @@ def inference_seconds(predictor_forward, volume_shapes, tiling_of, batch_size, v
         tiling = tiling_of(shape)
         total += math.ceil(tiling.windows_computed() / batch_size) * seconds + math.prod(shape) * voxel_seconds
     return total * SAFETY
-
-
-def _timed_forward(predictor, model, device):
-    """Seconds of one inference batch of ``predictor`` (test-time augmentation included), after a warm-up."""
-    import torch
-
-    from connectomics.inference.tta import predict_tta
-
-    x = torch.zeros((predictor.batch_size, 1) + tuple(predictor.window), device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            predict_tta(predictor.forward, x, predictor.variants, predictor.aug_mode)  # warm-up
-            began = time.perf_counter()
-            predict_tta(predictor.forward, x, predictor.variants, predictor.aug_mode)
-            return time.perf_counter() - began
-    finally:
-        model.train(was_training)
 
 
 def _volume_shapes(names):
@@ -156,8 +137,9 @@ def build_budget_hook(cfg, model, device, scheduler, planned=None, started=None,
 
     ``planned``: the planned total of a resumed run (kept); ``started``: ``time.time()`` at the
     start of the command (default now); ``validation``: periodic validation is on. The reserve for
-    the work after training and the cost of a validation are estimated from one timed forward
-    pass of an inference batch (test-time augmentation included) over the volumes' windows.
+    the work after training and the cost of a validation are estimated from an inference batch
+    timed as inference runs it (``Predictor.time_batch``: layout, autocast, test-time augmentation)
+    times the batches of the volumes' windows.
     """
     from connectomics.config import ConfigError
     from connectomics.engine.distributed import world
@@ -177,7 +159,7 @@ def build_budget_hook(cfg, model, device, scheduler, planned=None, started=None,
         found = _volume_shapes(names)
         if not found:
             return 0.0
-        return inference_seconds(lambda: _timed_forward(predictor, model, device), found,
+        return inference_seconds(predictor.time_batch, found,
                                  lambda shape: predictor.tiling(shape), predictor.batch_size)
 
     reserve = FIXED_RESERVE[0] + FIXED_RESERVE[1] * 60.0 * cfg.SOLVER.TIME_BUDGET

@@ -22,6 +22,8 @@ import contextlib
 import functools
 import logging
 import math
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -107,9 +109,9 @@ class Predictor:
         return settings
 
     @contextlib.contextmanager
-    def _model_mode(self):
+    def _model_mode(self, train=None):
         was_training = self.model.training
-        self.model.train(not self.eval_mode)
+        self.model.train(not self.eval_mode if train is None else train)
         converted, wrapped = [], None
         if self.dtype == torch.bfloat16 and self.device.type == "cpu":
             wrapped = _input_convolution(self.model)
@@ -129,6 +131,22 @@ class Predictor:
                 param.data = data
             if wrapped is not None:
                 del wrapped.forward  # the class's forward again
+
+    def time_batch(self, repeats=3):
+        """Median seconds of one batch of windows run as :meth:`predict_chunk` runs it (weight layout,
+        autocast, test-time augmentation), after a warm-up batch. The model runs in eval mode, so a model
+        in training keeps its batch-norm statistics (and its layout and mode)."""
+        x = torch.rand((self.batch_size, 1) + self.window, generator=torch.Generator().manual_seed(0))
+        x = x.to(self.device)
+        times = []
+        with self._model_mode(train=False):
+            for _ in range(int(repeats) + 1):
+                began = time.perf_counter()
+                predict_tta(self.forward, x, self.variants, self.aug_mode)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                times.append(time.perf_counter() - began)
+        return statistics.median(times[1:])
 
     def forward(self, x):
         """(B, 1, Z, Y, X) float32 in [0, 1] on the device -> (B, C, Z, Y, X) float32 probabilities."""
