@@ -13,8 +13,8 @@ inference, decoding and scoring after training. The schedule fits itself to it::
 where ``step`` is the measured seconds per iteration, ``validation`` and ``reserve`` come from a
 timed inference batch (run as inference runs it, ``Predictor.time_batch``) times the batches of
 the volumes. A guard stops the training (with a checkpoint) if the clock passes the training
-deadline anyway. The plan is saved in every checkpoint: a resumed run keeps the budget and the planned total it started with, so it
-runs the same schedule as an uninterrupted one.
+deadline anyway. The plan is saved in every checkpoint: a resumed run keeps the budget and the
+planned total it started with, so it runs the same schedule as an uninterrupted one.
 """
 import logging
 import math
@@ -106,15 +106,15 @@ class BudgetHook(Hook):
         return None if self.planned is None else {"planned_total": int(self.planned)}
 
 
-def inference_seconds(predictor_forward, volume_shapes, tiling_of, batch_size, voxel_seconds=3e-8):
+def inference_seconds(batch_seconds, volume_shapes, tiling_of, batch_size, voxel_seconds=3e-8):
     """Estimated seconds to infer, decode and score volumes of ``volume_shapes``.
 
-    ``predictor_forward()``: the seconds of one inference batch (``Predictor.time_batch``);
+    ``batch_seconds()``: the seconds of one inference batch (``Predictor.time_batch``);
     ``tiling_of(shape)``: the :class:`~connectomics.inference.tiling.Tiling` of a volume.
     Decoding and scoring are taken as ``voxel_seconds`` per voxel (bc_watershed + confidence
     table + evaluation measured at 15-30 ns per voxel).
     """
-    seconds = predictor_forward()
+    seconds = batch_seconds()
     total = 0.0
     for shape in volume_shapes:
         tiling = tiling_of(shape)
@@ -159,8 +159,7 @@ def build_budget_hook(cfg, model, device, scheduler, planned=None, started=None,
         found = _volume_shapes(names)
         if not found:
             return 0.0
-        return inference_seconds(predictor.time_batch, found,
-                                 lambda shape: predictor.tiling(shape), predictor.batch_size)
+        return inference_seconds(predictor.time_batch, found, predictor.tiling, predictor.batch_size)
 
     reserve = FIXED_RESERVE[0] + FIXED_RESERVE[1] * 60.0 * cfg.SOLVER.TIME_BUDGET
     if cfg.SYSTEM.INFER_AFTER_TRAIN and cfg.INFERENCE.IMAGE_NAME:
