@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from connectomics.data.targets import (binary_ratio_weight, build_targets, build_weights, contact_weight, foreground,
-                                       instance_contour, smooth_labels, widen_border)
+                                       instance_contour, outline_weight, smooth_labels, widen_border)
 
 
 def _oracle(label, half_width, rule):
@@ -134,7 +134,7 @@ def test_unknown_target_code(code):
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="valid codes"):
-        build_weights([np.zeros((1, 1, 2, 2), np.float32)], [["3"]])
+        build_weights([np.zeros((1, 1, 2, 2), np.float32)], [["5"]])
     with pytest.raises(ValueError, match="one list of weight codes per target"):
         build_weights([np.zeros((1, 1, 2, 2), np.float32)], [["1"], ["1"]])
     with pytest.raises(TypeError, match="integer"):
@@ -172,3 +172,21 @@ def test_contact_weight_marks_only_near_touching_instances():
         build_weights([contour], [["2"]])
     with pytest.raises(ValueError, match="valid codes"):
         build_weights([contour], [["2-x"]], label)
+
+
+def test_outline_weight_marks_a_band_on_both_sides_of_every_outline():
+    label = np.zeros((2, 12, 12), np.uint32)
+    label[:, 3:9, 3:9] = 7
+    w = outline_weight(label, gain=3.0)  # half_width 1: the outline voxel on each side
+    assert w.shape == (1,) + label.shape and w.dtype == np.float32
+    assert set(np.unique(w)) == {1.0, 4.0}
+    row = w[0, 1, 5]
+    np.testing.assert_array_equal(row, [1, 1, 4, 4, 1, 1, 1, 1, 4, 4, 1, 1])  # x 2|3 and 8|9 borders
+    assert w[0, 0, 5, 5] == 1 and w[0, 0, 0, 0] == 1  # deep inside and far outside
+    weights = build_weights(build_targets(label, ["0", "4-2-1"]), [["3-3"], ["1"]], label)
+    np.testing.assert_array_equal(weights[0], w)  # no class ratio on top
+    np.testing.assert_array_equal(build_weights([weights[0]], [["3"]], label)[0], outline_weight(label, 4.0))
+    with pytest.raises(ValueError, match="needs the instance label"):
+        build_weights([weights[0]], [["3-2"]])
+    with pytest.raises(ValueError, match="valid codes"):
+        build_weights([weights[0]], [["3-x"]], label)

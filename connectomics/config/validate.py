@@ -8,8 +8,8 @@ from connectomics.data.targets import target_channels, target_of
 from connectomics.storage import split_names
 
 _LOSSES = ("WeightedBCE", "DiceLoss")
-_WEIGHTS = ("0", "1", "2-G")
-_WEIGHT_CODE = re.compile(r"[01]|2(-\d+(\.\d*)?)?")  # 2-G: contact emphasis with gain G
+_WEIGHTS = ("0", "1", "2-G", "3-G")
+_WEIGHT_CODE = re.compile(r"[01]|[23](-\d+(\.\d*)?)?")  # 2-G: contact emphasis, 3-G: outline emphasis (gain G)
 # valid MODEL.* names, spelled out so that loading a config needs no torch import; tests/test_config.py
 # checks them against connectomics.model (MODEL_REGISTRY, blocks.NORMS / ACTIVATIONS / PAD_MODES)
 MODEL_NAMES = {
