@@ -112,6 +112,14 @@ def test_contact_weight_codes_are_valid():
     assert load_cfg(None, ["MODEL.WEIGHT_OPT", "[['2']]"]).MODEL.WEIGHT_OPT == [["2"]]
 
 
+def test_outline_weight_codes_are_valid_and_checked_as_the_targets_parse_them():
+    assert load_cfg(None, ["MODEL.WEIGHT_OPT", "[['3-4']]"]).MODEL.WEIGHT_OPT == [["3-4"]]
+    assert load_cfg(None, ["MODEL.WEIGHT_OPT", "[['3']]"]).MODEL.WEIGHT_OPT == [["3"]]
+    for bad in ("3-x", "3-1-2", "3-inf", "4"):
+        with pytest.raises(ConfigError, match=f"unknown weight code '{bad}'; valid: 0, 1, 2-G, 3-G"):
+            load_cfg(None, ["MODEL.WEIGHT_OPT", f"[['{bad}']]"])
+
+
 def test_missing_config_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_cfg(str(tmp_path / "nope.yaml"))

@@ -4,12 +4,10 @@ import os
 import re
 import time
 
-from connectomics.data.targets import target_channels, target_of
+from connectomics.data.targets import WEIGHT_CODES, parse_weight_opt, target_channels, target_of
 from connectomics.storage import split_names
 
 _LOSSES = ("WeightedBCE", "DiceLoss")
-_WEIGHTS = ("0", "1", "2-G", "3-G")
-_WEIGHT_CODE = re.compile(r"[01]|[23](-\d+(\.\d*)?)?")  # 2-G: contact emphasis, 3-G: outline emphasis (gain G)
 # valid MODEL.* names, spelled out so that loading a config needs no torch import; tests/test_config.py
 # checks them against connectomics.model (MODEL_REGISTRY, blocks.NORMS / ACTIVATIONS / PAD_MODES)
 MODEL_NAMES = {
@@ -59,8 +57,10 @@ def _validate_model(m):
                       f"loss {name!r} does not apply to target {m.TARGET_OPT[i]!r}; valid: {', '.join(valid)}")
     for codes in m.WEIGHT_OPT:
         for code in codes:
-            if not _WEIGHT_CODE.fullmatch(str(code)):
-                _fail("MODEL.WEIGHT_OPT", m.WEIGHT_OPT, f"unknown weight code {code!r}; valid: {', '.join(_WEIGHTS)}")
+            try:
+                parse_weight_opt(code)
+            except ValueError:
+                _fail("MODEL.WEIGHT_OPT", m.WEIGHT_OPT, f"unknown weight code {code!r}; valid: {', '.join(WEIGHT_CODES)}")
     channels = sum(target_channels(t) for t in m.TARGET_OPT)
     if m.OUT_PLANES != channels:
         _fail("MODEL.OUT_PLANES", m.OUT_PLANES, f"MODEL.TARGET_OPT {list(m.TARGET_OPT)} gives {channels} channels")

@@ -266,21 +266,31 @@ def build_targets(label, target_opts):
     return targets
 
 
+def _ratio_times_contacts(target, label, gain):
+    return binary_ratio_weight(target) * contact_weight(label, gain)
+
+
+def _outlines(target, label, gain):
+    return outline_weight(label, gain)
+
+
+# weight codes made from the instance label: head -> (weight of (target, label, gain), default gain)
+_LABEL_WEIGHTS = {"2": (_ratio_times_contacts, 10.0), "3": (_outlines, 4.0)}
+
+
 def parse_weight_opt(code):
-    """``'0'`` -> (None, {}); ``'1'`` -> (binary_ratio_weight, {}); ``'2'`` / ``'2-G'`` ->
-    (contact_weight, {'gain': G}) (default G 10), applied on top of the class ratio. Raises ValueError."""
-    parts = str(code).split("-")
+    """``'0'`` -> (None, {}); ``'1'`` -> (binary_ratio_weight, {}); ``'2-G'`` / ``'3-G'`` (G optional) ->
+    (a function of (target, label, gain), {'gain': G}): the class ratio times :func:`contact_weight`, or
+    :func:`outline_weight` alone. Raises ValueError naming the valid codes."""
+    head, *numbers = str(code).split("-")
     try:
-        if parts in (["0"], ["1"]):
-            return (None if parts == ["0"] else binary_ratio_weight), {}
-        if parts[0] == "2" and len(parts) <= 2:
-            gain = float(parts[1]) if len(parts) == 2 else 10.0
-            if gain >= 0:
-                return contact_weight, {"gain": gain}
-        if parts[0] == "3" and len(parts) <= 2:
-            gain = float(parts[1]) if len(parts) == 2 else 4.0
-            if gain >= 0:
-                return outline_weight, {"gain": gain}
+        if not numbers and head in ("0", "1"):
+            return (None if head == "0" else binary_ratio_weight), {}
+        if head in _LABEL_WEIGHTS and len(numbers) <= 1:
+            func, gain = _LABEL_WEIGHTS[head]
+            gain = float(numbers[0]) if numbers else gain
+            if 0 <= gain < float("inf"):
+                return func, {"gain": gain}
     except ValueError:
         pass
     valid = "; ".join(f"{k!r}: {v}" for k, v in WEIGHT_CODES.items())
@@ -293,7 +303,8 @@ def build_weights(targets, weight_opts, label=None):
     ``weight_opts[i]`` is a list of codes (or one code); its first code decides:
     '0' -> None (unweighted), '1' -> :func:`binary_ratio_weight`, '2-G' ->
     :func:`binary_ratio_weight` times :func:`contact_weight` of ``label`` (the
-    (Z, Y, X) instance label the targets were made from) with gain G.
+    (Z, Y, X) instance label the targets were made from) with gain G, '3-G' ->
+    :func:`outline_weight` of ``label`` with gain G.
     """
     if len(weight_opts) != len(targets):
         raise ValueError(
@@ -310,10 +321,8 @@ def build_weights(targets, weight_opts, label=None):
             weights.append(binary_ratio_weight(target))
         elif label is None:
             raise ValueError(f"weight code {code!r} (MODEL.WEIGHT_OPT) needs the instance label")
-        elif func is outline_weight:
-            weights.append(outline_weight(label, **kwargs))
         else:
-            weights.append(binary_ratio_weight(target) * contact_weight(label, **kwargs))
+            weights.append(func(target, label, **kwargs))
     return weights
 
 
